@@ -1,0 +1,1 @@
+/* placeholder */ typedef int parley_placeholder_jwtkey;

@@ -1,0 +1,1 @@
+# contrib: rules for this directory (included from the top-level Makefile.am).

@@ -1,0 +1,1 @@
+# relay: rules for this directory (included from the top-level Makefile.am).

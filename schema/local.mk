@@ -1,0 +1,1 @@
+# schema: rules for this directory (included from the top-level Makefile.am).

@@ -1,0 +1,5 @@
+# tests/: unit tests (C, TAP) and end-to-end tests (Node, TAP) against real
+# PostgreSQL, nginx, Apache and WebSocket clients.  Each part keeps its own
+# fragment.
+include $(srcdir)/tests/unit/local.mk
+include $(srcdir)/tests/e2e/local.mk

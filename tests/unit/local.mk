@@ -1,0 +1,1 @@
+# tests/unit/: C unit tests of common/ (TAP).

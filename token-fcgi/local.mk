@@ -1,0 +1,1 @@
+# token-fcgi: rules for this directory (included from the top-level Makefile.am).
