@@ -8,6 +8,11 @@
  * flags > environment > file > default, and every value remembers where it
  * came from, so --print-config can say.
  *
+ * A table is an array of rows ending with a row whose env is NULL.  An
+ * environment variable set to the empty string counts as not set.  File
+ * syntax: "key = value" lines, '#' comment lines, " #" comments after a
+ * value, and "double quotes" (with \" and \\) around values that need them.
+ *
  * The table drives --help, --print-config, --check-config and the man-page
  * check in the test suite.  cfg never logs and never exits: errors come back
  * in an error buffer the caller prints.

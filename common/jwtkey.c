@@ -1,1 +1,827 @@
-/* placeholder */ typedef int parley_placeholder_jwtkey;
+/*
+ * jwtkey.c: loading JWT keys, minting relay tokens, verifying them.
+ *
+ * libjwt 1.10 signs and checks signatures, nothing more: it checks no claim,
+ * matches "alg" case-insensitively and across the HS family, keeps the last
+ * of duplicated members and accepts "none" with an empty key.  So
+ * jwtkey_verify does everything else itself, in this order: size cap, three
+ * base64url segments, header parsed strictly (duplicates and deep nesting
+ * refused) with "alg" compared byte for byte, claims parsed the same way
+ * with each JSON type checked, and only then the signature through
+ * jwt_decode with a real key, whose reported alg must match once more.
+ *
+ * Keys are read from files that other users cannot access.  PEM keys are
+ * parsed with OpenSSL (never prompting for a passphrase) and handed to libjwt
+ * re-serialised: the private key as unencrypted PKCS#8 for signing and the
+ * public key as SubjectPublicKeyInfo for verifying (libjwt only accepts a
+ * public key there).  ES256 signatures from libjwt 1.10 are raw R||S
+ * (64 bytes, RFC 7518 §3.4), which any JWS library accepts.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <jwt.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "jsonutil.h"
+#include "jwtkey.h"
+#include "util.h"
+
+#define JWTKEY_MAX_FILE		65536	/* bytes read from a key file */
+#define JWTKEY_HDR_DEPTH	2	/* header: an object, maybe one array */
+#define JWTKEY_CLAIMS_DEPTH	4
+
+struct jwtkey_ent {
+	unsigned char	*sign;		/* HMAC secret or private PKCS#8 PEM */
+	size_t		 signlen;	/* 0: cannot sign (public key) */
+	unsigned char	*verify;	/* HMAC secret or public key PEM */
+	size_t		 verifylen;
+	json_t		*jwk;		/* public JWK (RSA/EC), or NULL */
+	char		 kid[64];
+};
+
+struct jwtkeyset {
+	enum jwtkey_alg		 alg;
+	const char		*algname;
+	jwt_alg_t		 jalg;
+	int			 nkeys;
+	struct jwtkey_ent	 keys[JWTKEY_MAX_KEYS];
+};
+
+static __attribute__((format(printf, 3, 4))) void
+jwtkey_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list	ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static void
+jwtkey_wipe_free(void *p, size_t n)
+{
+	if (p == NULL)
+		return;
+	explicit_bzero(p, n);
+	free(p);
+}
+
+/*
+ * Read a whole key file, refusing anything but a regular file that no
+ * "other" user may read or write.  Returns a malloc'd buffer (NUL added, not
+ * counted in *len) or NULL with err set.
+ */
+static unsigned char *
+jwtkey_read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+	struct stat	 st;
+	unsigned char	*buf = NULL;
+	size_t		 got = 0;
+	ssize_t		 r;
+	int		 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
+		jwtkey_err(err, errlen, "key file %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0) {
+		jwtkey_err(err, errlen, "key file %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		jwtkey_err(err, errlen, "key file %s is not a regular file", path);
+		goto fail;
+	}
+	if (st.st_mode & (S_IROTH | S_IWOTH | S_IXOTH)) {
+		jwtkey_err(err, errlen, "key file %s is accessible by other users "
+		    "(mode %04o); chmod o-rwx it", path, (unsigned)st.st_mode & 07777);
+		goto fail;
+	}
+	if (st.st_size > JWTKEY_MAX_FILE) {
+		jwtkey_err(err, errlen, "key file %s is larger than %d bytes",
+		    path, JWTKEY_MAX_FILE);
+		goto fail;
+	}
+	if ((buf = malloc(JWTKEY_MAX_FILE + 1)) == NULL) {
+		jwtkey_err(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (;;) {
+		r = read(fd, buf + got, JWTKEY_MAX_FILE + 1 - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			jwtkey_err(err, errlen, "key file %s: %s", path,
+			    strerror(errno));
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+		if (got > JWTKEY_MAX_FILE) {
+			jwtkey_err(err, errlen, "key file %s is larger than %d "
+			    "bytes", path, JWTKEY_MAX_FILE);
+			goto fail;
+		}
+	}
+	close(fd);
+	buf[got] = '\0';
+	*len = got;
+	return buf;
+fail:
+	jwtkey_wipe_free(buf, JWTKEY_MAX_FILE + 1);
+	close(fd);
+	return NULL;
+}
+
+/* OpenSSL passphrase callback: never prompt, fail instead. */
+static int
+jwtkey_no_pass(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf, (void)size, (void)rwflag, (void)u;
+	return -1;
+}
+
+/* base64url of a BIGNUM, left-padded with zeros to pad bytes (0: minimal). */
+static char *
+jwtkey_bn_b64(const BIGNUM *bn, int pad)
+{
+	unsigned char	 bin[1024];
+	char		*out;
+	int		 n;
+
+	n = pad > 0 ? pad : BN_num_bytes(bn);
+	if (n <= 0 || n > (int)sizeof(bin))
+		return NULL;
+	if (BN_bn2binpad(bn, bin, n) != n)
+		return NULL;
+	if ((out = malloc(util_b64url_len((size_t)n) + 1)) == NULL)
+		return NULL;
+	util_b64url_encode(bin, (size_t)n, out, util_b64url_len((size_t)n) + 1);
+	return out;
+}
+
+/*
+ * The public JWK members of an RSA or EC key (RFC 7518 §6), as a new json
+ * object holding only the members RFC 7638 hashes.  NULL on failure.
+ */
+static json_t *
+jwtkey_pub_jwk(EVP_PKEY *pkey, enum jwtkey_alg alg)
+{
+	BIGNUM	*a = NULL, *b = NULL;
+	char	*sa = NULL, *sb = NULL;
+	json_t	*jwk = NULL;
+
+	if (alg == JWTKEY_RS256) {
+		if (!EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_N, &a) ||
+		    !EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &b))
+			goto out;
+		if ((sa = jwtkey_bn_b64(a, 0)) == NULL ||
+		    (sb = jwtkey_bn_b64(b, 0)) == NULL)
+			goto out;
+		/* Members in lexicographic order, as RFC 7638 §3.2 hashes them. */
+		jwk = json_pack("{s:s, s:s, s:s}", "e", sb, "kty", "RSA", "n", sa);
+	} else {
+		if (!EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_X, &a) ||
+		    !EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_Y, &b))
+			goto out;
+		if ((sa = jwtkey_bn_b64(a, 32)) == NULL ||
+		    (sb = jwtkey_bn_b64(b, 32)) == NULL)
+			goto out;
+		jwk = json_pack("{s:s, s:s, s:s, s:s}", "crv", "P-256", "kty",
+		    "EC", "x", sa, "y", sb);
+	}
+out:
+	BN_free(a);
+	BN_free(b);
+	free(sa);
+	free(sb);
+	return jwk;
+}
+
+/* RFC 7638 thumbprint of a JWK holding only the required members. */
+static int
+jwtkey_thumbprint(const json_t *jwk, char *kid, size_t kidlen)
+{
+	unsigned char	 h[UTIL_SHA256_LEN];
+	char		*s;
+
+	/* JSON_SORT_KEYS + JSON_COMPACT: the canonical form of §3.3. */
+	if ((s = json_dumps(jwk, JSON_COMPACT | JSON_SORT_KEYS)) == NULL)
+		return -1;
+	util_sha256(s, strlen(s), h);
+	free(s);
+	return util_b64url_encode(h, sizeof(h), kid, kidlen) < 0 ? -1 : 0;
+}
+
+/* The PEM text of a key written by f (PKCS#8 private or SPKI public). */
+static unsigned char *
+jwtkey_pem(EVP_PKEY *pkey, int private, size_t *len)
+{
+	BIO		*bio;
+	char		*data;
+	long		 n;
+	unsigned char	*out = NULL;
+	int		 ok;
+
+	if ((bio = BIO_new(BIO_s_secmem())) == NULL)
+		return NULL;
+	if (private)
+		ok = PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL);
+	else
+		ok = PEM_write_bio_PUBKEY(bio, pkey);
+	if (ok && (n = BIO_get_mem_data(bio, &data)) > 0 &&
+	    (out = malloc((size_t)n + 1)) != NULL) {
+		memcpy(out, data, (size_t)n);
+		out[n] = '\0';
+		*len = (size_t)n;
+	}
+	BIO_free(bio);
+	return out;
+}
+
+static int
+jwtkey_load_pem(struct jwtkeyset *ks, struct jwtkey_ent *k, const char *path,
+    const unsigned char *buf, size_t len, int want_private, char *err,
+    size_t errlen)
+{
+	EVP_PKEY	*pkey = NULL;
+	BIO		*bio = NULL;
+	char		 group[64];
+	int		 private = 1, rc = -1;
+
+	if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL)
+		goto oom;
+	pkey = PEM_read_bio_PrivateKey(bio, NULL, jwtkey_no_pass, NULL);
+	if (pkey == NULL) {
+		ERR_clear_error();	/* leave no stale error for later calls */
+		BIO_free(bio);
+		if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL)
+			goto oom;
+		pkey = PEM_read_bio_PUBKEY(bio, NULL, jwtkey_no_pass, NULL);
+		private = 0;
+	}
+	if (pkey == NULL) {
+		ERR_clear_error();
+		jwtkey_err(err, errlen, "key file %s holds no PEM key OpenSSL can "
+		    "read (encrypted keys are not supported)", path);
+		goto out;
+	}
+	if (ks->alg == JWTKEY_RS256) {
+		if (!EVP_PKEY_is_a(pkey, "RSA")) {
+			jwtkey_err(err, errlen, "key file %s: RS256 needs an RSA "
+			    "key", path);
+			goto out;
+		}
+		if (EVP_PKEY_get_bits(pkey) < 2048) {
+			jwtkey_err(err, errlen, "key file %s: RSA key of %d bits; "
+			    "RS256 needs at least 2048", path,
+			    EVP_PKEY_get_bits(pkey));
+			goto out;
+		}
+	} else {
+		if (!EVP_PKEY_is_a(pkey, "EC") ||
+		    !EVP_PKEY_get_utf8_string_param(pkey,
+		    OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL) ||
+		    strcmp(group, "prime256v1") != 0) {
+			jwtkey_err(err, errlen, "key file %s: ES256 needs an EC "
+			    "P-256 key", path);
+			goto out;
+		}
+	}
+	if (want_private && !private) {
+		jwtkey_err(err, errlen, "key file %s holds a public key; "
+		    "signing needs the private key", path);
+		goto out;
+	}
+	if (private && (k->sign = jwtkey_pem(pkey, 1, &k->signlen)) == NULL)
+		goto oom;
+	if ((k->verify = jwtkey_pem(pkey, 0, &k->verifylen)) == NULL)
+		goto oom;
+	if ((k->jwk = jwtkey_pub_jwk(pkey, ks->alg)) == NULL)
+		goto oom;
+	if (jwtkey_thumbprint(k->jwk, k->kid, sizeof(k->kid)) < 0)
+		goto oom;
+	rc = 0;
+	goto out;
+oom:
+	jwtkey_err(err, errlen, "key file %s: cannot process key", path);
+out:
+	EVP_PKEY_free(pkey);
+	BIO_free(bio);
+	return rc;
+}
+
+static int
+jwtkey_load_hmac(struct jwtkey_ent *k, const char *path, unsigned char *buf,
+    size_t len, char *err, size_t errlen)
+{
+	static const char	 prefix[] = "parley-kid:";
+	unsigned char		 h[UTIL_SHA256_LEN];
+	EVP_MD_CTX		*md;
+	unsigned int		 hl = sizeof(h);
+
+	/* One trailing newline is what editors and `echo` add. */
+	if (len > 0 && buf[len - 1] == '\n') {
+		len--;
+		if (len > 0 && buf[len - 1] == '\r')
+			len--;
+	}
+	if (len < 32) {
+		jwtkey_err(err, errlen, "key file %s: HMAC secret of %zu bytes; "
+		    "HS256 needs at least 32", path, len);
+		return -1;
+	}
+	if ((k->sign = malloc(len)) == NULL || (k->verify = malloc(len)) == NULL) {
+		jwtkey_err(err, errlen, "out of memory");
+		return -1;
+	}
+	memcpy(k->sign, buf, len);
+	memcpy(k->verify, buf, len);
+	k->signlen = k->verifylen = len;
+
+	/* kid: base64url(SHA-256("parley-kid:" || secret)[0..12]). */
+	if ((md = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(md, prefix, sizeof(prefix) - 1) != 1 ||
+	    EVP_DigestUpdate(md, buf, len) != 1 ||
+	    EVP_DigestFinal_ex(md, h, &hl) != 1) {
+		EVP_MD_CTX_free(md);
+		jwtkey_err(err, errlen, "key file %s: cannot hash secret", path);
+		return -1;
+	}
+	EVP_MD_CTX_free(md);
+	util_b64url_encode(h, 12, k->kid, sizeof(k->kid));
+	explicit_bzero(h, sizeof(h));
+	return 0;
+}
+
+/* Is a kid printable ASCII of sane length? */
+static int
+jwtkey_kid_ok(const char *kid)
+{
+	size_t	i, n = strlen(kid);
+
+	if (n == 0 || n >= sizeof(((struct jwtkey_ent *)0)->kid))
+		return 0;
+	for (i = 0; i < n; i++)
+		if (kid[i] <= 0x20 || kid[i] >= 0x7f || kid[i] == '"' ||
+		    kid[i] == '\\')
+			return 0;
+	return 1;
+}
+
+/* Load a key set; see jwtkey.h. */
+struct jwtkeyset *
+jwtkey_load(const char *alg, const char *files, const char *kid,
+    int want_private, char *err, size_t errlen)
+{
+	struct jwtkeyset	*ks;
+	unsigned char		*buf = NULL;
+	char			*list = NULL, *path, *save = NULL, *p, *e;
+	size_t			 len = 0;
+	int			 i, j;
+
+	if ((ks = calloc(1, sizeof(*ks))) == NULL) {
+		jwtkey_err(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (alg != NULL && strcmp(alg, "HS256") == 0) {
+		ks->alg = JWTKEY_HS256;
+		ks->jalg = JWT_ALG_HS256;
+	} else if (alg != NULL && strcmp(alg, "RS256") == 0) {
+		ks->alg = JWTKEY_RS256;
+		ks->jalg = JWT_ALG_RS256;
+	} else if (alg != NULL && strcmp(alg, "ES256") == 0) {
+		ks->alg = JWTKEY_ES256;
+		ks->jalg = JWT_ALG_ES256;
+	} else {
+		jwtkey_err(err, errlen, "unsupported JWT algorithm '%.32s' "
+		    "(HS256, RS256 or ES256)", alg ? alg : "");
+		goto fail;
+	}
+	ks->algname = alg[0] == 'H' ? "HS256" : alg[0] == 'R' ? "RS256" : "ES256";
+	if (kid != NULL && *kid != '\0' && !jwtkey_kid_ok(kid)) {
+		jwtkey_err(err, errlen, "invalid kid (1-63 printable characters)");
+		goto fail;
+	}
+	if (files == NULL || (list = strdup(files)) == NULL) {
+		jwtkey_err(err, errlen, files ? "out of memory" : "no key file");
+		goto fail;
+	}
+	for (path = strtok_r(list, ",", &save); path != NULL;
+	    path = strtok_r(NULL, ",", &save)) {
+		/* Trim blanks around each name in the list. */
+		for (p = path; *p == ' ' || *p == '\t'; p++)
+			;
+		for (e = p + strlen(p); e > p && (e[-1] == ' ' || e[-1] == '\t');)
+			*--e = '\0';
+		if (*p == '\0')
+			continue;
+		if (ks->nkeys == JWTKEY_MAX_KEYS) {
+			jwtkey_err(err, errlen, "more than %d key files",
+			    JWTKEY_MAX_KEYS);
+			goto fail;
+		}
+		if ((buf = jwtkey_read_file(p, &len, err, errlen)) == NULL)
+			goto fail;
+		i = ks->nkeys++;
+		if (ks->alg == JWTKEY_HS256) {
+			if (jwtkey_load_hmac(&ks->keys[i], p, buf, len, err,
+			    errlen) < 0)
+				goto fail;
+		} else if (jwtkey_load_pem(ks, &ks->keys[i], p, buf, len,
+		    want_private && i == 0, err, errlen) < 0)
+			goto fail;
+		jwtkey_wipe_free(buf, JWTKEY_MAX_FILE + 1);
+		buf = NULL;
+	}
+	if (ks->nkeys == 0) {
+		jwtkey_err(err, errlen, "no key file");
+		goto fail;
+	}
+	if (kid != NULL && *kid != '\0')
+		util_strlcpy(ks->keys[0].kid, kid, sizeof(ks->keys[0].kid));
+	for (i = 0; i < ks->nkeys; i++)
+		for (j = 0; j < i; j++)
+			if (strcmp(ks->keys[i].kid, ks->keys[j].kid) == 0) {
+				jwtkey_err(err, errlen, "key files %d and %d have "
+				    "the same kid '%s' (the same key twice?)",
+				    j + 1, i + 1, ks->keys[i].kid);
+				goto fail;
+			}
+	free(list);
+	return ks;
+fail:
+	jwtkey_wipe_free(buf, JWTKEY_MAX_FILE + 1);
+	free(list);
+	jwtkey_free(ks);
+	return NULL;
+}
+
+/* Release a key set, wiping secrets. */
+void
+jwtkey_free(struct jwtkeyset *ks)
+{
+	int	i;
+
+	if (ks == NULL)
+		return;
+	for (i = 0; i < ks->nkeys; i++) {
+		jwtkey_wipe_free(ks->keys[i].sign, ks->keys[i].signlen);
+		jwtkey_wipe_free(ks->keys[i].verify, ks->keys[i].verifylen);
+		json_decref(ks->keys[i].jwk);
+	}
+	explicit_bzero(ks, sizeof(*ks));
+	free(ks);
+}
+
+/* The set's algorithm. */
+enum jwtkey_alg
+jwtkey_alg(const struct jwtkeyset *ks)
+{
+	return ks->alg;
+}
+
+/* kid of the signing (first) key. */
+const char *
+jwtkey_kid(const struct jwtkeyset *ks)
+{
+	return ks->keys[0].kid;
+}
+
+/* Mint a token; see jwtkey.h. */
+char *
+jwtkey_mint(const struct jwtkeyset *ks, const struct jwtkey_params *pp,
+    int64_t sub, const char *name, const char *sid, int64_t now_s,
+    int64_t *exp, char *err, size_t errlen)
+{
+	const struct jwtkey_ent	*k = &ks->keys[0];
+	unsigned char		 rnd[16];
+	char			 jti[32], subs[24];
+	jwt_t			*jwt = NULL;
+	char			*tok = NULL, *out = NULL;
+
+	if (k->signlen == 0) {
+		jwtkey_err(err, errlen, "no private key to sign with");
+		return NULL;
+	}
+	if (sub <= 0 || sid == NULL || *sid == '\0' || strlen(sid) > 127 ||
+	    (name != NULL && (strlen(name) > 255 ||
+	    !util_utf8_valid(name, strlen(name)))) || pp->ttl_s <= 0) {
+		jwtkey_err(err, errlen, "invalid claims");
+		return NULL;
+	}
+	if (util_random(rnd, sizeof(rnd)) < 0) {
+		jwtkey_err(err, errlen, "no randomness: %s", strerror(errno));
+		return NULL;
+	}
+	util_b64url_encode(rnd, sizeof(rnd), jti, sizeof(jti));
+	snprintf(subs, sizeof(subs), "%lld", (long long)sub);
+
+	if (jwt_new(&jwt) != 0 ||
+	    jwt_set_alg(jwt, ks->jalg, k->sign, (int)k->signlen) != 0 ||
+	    jwt_add_header(jwt, "typ", "JWT") != 0 ||
+	    jwt_add_header(jwt, "kid", k->kid) != 0 ||
+	    jwt_add_grant(jwt, "iss", pp->issuer) != 0 ||
+	    jwt_add_grant(jwt, "aud", pp->audience) != 0 ||
+	    jwt_add_grant(jwt, "sub", subs) != 0 ||
+	    (name != NULL && jwt_add_grant(jwt, "name", name) != 0) ||
+	    jwt_add_grant(jwt, "sid", sid) != 0 ||
+	    jwt_add_grant_int(jwt, "iat", (long)now_s) != 0 ||
+	    jwt_add_grant_int(jwt, "nbf", (long)now_s) != 0 ||
+	    jwt_add_grant_int(jwt, "exp", (long)(now_s + pp->ttl_s)) != 0 ||
+	    jwt_add_grant(jwt, "jti", jti) != 0) {
+		jwtkey_err(err, errlen, "cannot build token");
+		goto out;
+	}
+	if ((tok = jwt_encode_str(jwt)) == NULL) {
+		jwtkey_err(err, errlen, "cannot sign token");
+		goto out;
+	}
+	out = tok;
+	tok = NULL;
+	if (exp != NULL)
+		*exp = now_s + pp->ttl_s;
+out:
+	free(tok);
+	jwt_free(jwt);	/* also frees libjwt's own copy of the key */
+	return out;
+}
+
+/* Decode one base64url segment and parse it as a strict JSON object. */
+static json_t *
+jwtkey_segment(const char *s, size_t n, int depth, const char **reason)
+{
+	unsigned char	 buf[JWTKEY_MAX_TOKEN];
+	int		 len;
+	json_t		*j;
+
+	if ((len = util_b64url_decode(s, n, buf, sizeof(buf))) < 0) {
+		*reason = "malformed token";
+		return NULL;
+	}
+	j = jsonutil_parse_object((const char *)buf, (size_t)len, depth, reason);
+	return j;
+}
+
+/* "sub": a decimal string of an int64 > 0, no sign, no leading zero. */
+static int
+jwtkey_parse_sub(const char *s, int64_t *out)
+{
+	if (s == NULL || s[0] < '1' || s[0] > '9')
+		return -1;
+	if (util_parse_int64(s, out) < 0 || *out <= 0)
+		return -1;
+	return 0;
+}
+
+/* Optional integer claim: absent -> 0 (*present = 0); wrong type -> -1. */
+static int
+jwtkey_opt_int(const json_t *claims, const char *key, int64_t *out,
+    int *present)
+{
+	*present = json_object_get(claims, key) != NULL;
+	*out = 0;
+	if (!*present)
+		return 0;
+	return jsonutil_get_int(claims, key, out);
+}
+
+static int
+jwtkey_aud_ok(const json_t *claims, const char *want)
+{
+	const json_t	*aud = json_object_get(claims, "aud"), *v;
+	size_t		 i;
+
+	if (json_is_string(aud))
+		return strcmp(json_string_value(aud), want) == 0;
+	if (!json_is_array(aud))
+		return 0;
+	json_array_foreach(aud, i, v)
+		if (json_is_string(v) && strcmp(json_string_value(v), want) == 0)
+			return 1;
+	return 0;
+}
+
+/* Does libjwt accept the signature with this key (and report our alg)? */
+static int
+jwtkey_sig_ok(const struct jwtkeyset *ks, const struct jwtkey_ent *k,
+    const char *token)
+{
+	jwt_t	*jwt = NULL;
+	int	 ok;
+
+	if (k->verify == NULL || k->verifylen == 0)
+		return 0;	/* never decode without a key */
+	ok = jwt_decode(&jwt, token, k->verify, (int)k->verifylen) == 0 &&
+	    jwt != NULL && jwt_get_alg(jwt) == ks->jalg;
+	jwt_free(jwt);
+	return ok;
+}
+
+/* Verify a token; see jwtkey.h. */
+enum jwtkey_result
+jwtkey_verify(const struct jwtkeyset *ks, const struct jwtkey_params *pp,
+    const char *token, int64_t now_s, struct jwtkey_claims *cl,
+    const char **reason)
+{
+	const char		*d1, *d2, *s, *why = "invalid token";
+	json_t			*hdr = NULL, *claims = NULL;
+	const json_t		*v;
+	const struct jwtkey_ent	*only = NULL;
+	unsigned char		 sig[1024];
+	int64_t			 iat, nbf, exp;
+	int			 has_iat, has_nbf, has_exp, i, verified;
+	size_t			 n;
+	enum jwtkey_result	 rc = JWTKEY_INVALID;
+
+	memset(cl, 0, sizeof(*cl));
+	if (token == NULL || (n = strnlen(token, JWTKEY_MAX_TOKEN + 1)) == 0) {
+		why = "missing token";
+		goto out;
+	}
+	if (n > JWTKEY_MAX_TOKEN) {
+		why = "token too large";
+		goto out;
+	}
+	/* Exactly three non-empty segments (so no "alg":"none" with "" sig). */
+	if ((d1 = strchr(token, '.')) == NULL ||
+	    (d2 = strchr(d1 + 1, '.')) == NULL || strchr(d2 + 1, '.') != NULL ||
+	    d1 == token || d2 == d1 + 1 || d2[1] == '\0') {
+		why = "malformed token";
+		goto out;
+	}
+
+	/* The header, pinned to the configured algorithm byte for byte. */
+	if ((hdr = jwtkey_segment(token, (size_t)(d1 - token),
+	    JWTKEY_HDR_DEPTH, &why)) == NULL)
+		goto out;
+	if ((s = jsonutil_get_str(hdr, "alg")) == NULL ||
+	    strcmp(s, ks->algname) != 0) {
+		why = "alg mismatch";
+		goto out;
+	}
+	if ((v = json_object_get(hdr, "typ")) != NULL &&
+	    (!json_is_string(v) || strcmp(json_string_value(v), "JWT") != 0)) {
+		why = "bad typ";
+		goto out;
+	}
+	if (json_object_get(hdr, "crit") != NULL) {
+		why = "unsupported crit header";	/* RFC 7515 §4.1.11 */
+		goto out;
+	}
+	if ((v = json_object_get(hdr, "kid")) != NULL) {
+		if (!json_is_string(v)) {
+			why = "bad kid";
+			goto out;
+		}
+		for (i = 0; i < ks->nkeys; i++)
+			if (strcmp(ks->keys[i].kid, json_string_value(v)) == 0)
+				only = &ks->keys[i];
+		if (only == NULL) {
+			why = "unknown kid";
+			goto out;
+		}
+	}
+
+	/* The signature must be canonical base64url of the right length. */
+	if ((i = util_b64url_decode(d2 + 1, n - (size_t)(d2 + 1 - token), sig,
+	    sizeof(sig))) < 0 || (ks->alg == JWTKEY_HS256 && i != 32) ||
+	    (ks->alg == JWTKEY_ES256 && i != 64) ||
+	    (ks->alg == JWTKEY_RS256 && i < 256)) {
+		why = "malformed signature";
+		goto out;
+	}
+
+	/* The claims, each with its JSON type. */
+	if ((claims = jwtkey_segment(d1 + 1, (size_t)(d2 - d1 - 1),
+	    JWTKEY_CLAIMS_DEPTH, &why)) == NULL)
+		goto out;
+	if ((s = jsonutil_get_str(claims, "iss")) == NULL ||
+	    strcmp(s, pp->issuer) != 0) {
+		why = "bad issuer";
+		goto out;
+	}
+	if (!jwtkey_aud_ok(claims, pp->audience)) {
+		why = "bad audience";
+		goto out;
+	}
+	if (jwtkey_parse_sub(jsonutil_get_str(claims, "sub"), &cl->sub) < 0) {
+		why = "bad sub";
+		goto out;
+	}
+	if ((v = json_object_get(claims, "name")) != NULL) {
+		if (!json_is_string(v) || json_string_length(v) >= sizeof(cl->name)) {
+			why = "bad name";
+			goto out;
+		}
+		util_strlcpy(cl->name, json_string_value(v), sizeof(cl->name));
+	}
+	if ((s = jsonutil_get_str(claims, "sid")) == NULL || *s == '\0' ||
+	    strlen(s) >= sizeof(cl->sid)) {
+		why = "bad sid";
+		goto out;
+	}
+	util_strlcpy(cl->sid, s, sizeof(cl->sid));
+	if ((v = json_object_get(claims, "jti")) != NULL) {
+		if (!json_is_string(v) || json_string_length(v) >= sizeof(cl->jti)) {
+			why = "bad jti";
+			goto out;
+		}
+		util_strlcpy(cl->jti, json_string_value(v), sizeof(cl->jti));
+	}
+	if (jwtkey_opt_int(claims, "iat", &iat, &has_iat) < 0 ||
+	    jwtkey_opt_int(claims, "nbf", &nbf, &has_nbf) < 0 ||
+	    jwtkey_opt_int(claims, "exp", &exp, &has_exp) < 0) {
+		why = "bad time claim";
+		goto out;
+	}
+	if (!has_exp) {
+		why = "missing exp";
+		goto out;
+	}
+	if (has_nbf && nbf > now_s + pp->leeway_s) {
+		why = "token not yet valid";
+		goto out;
+	}
+	if (has_iat && iat > now_s + pp->leeway_s) {
+		why = "token issued in the future";
+		goto out;
+	}
+
+	/* Now the signature, always with a real key. */
+	verified = 0;
+	for (i = 0; i < ks->nkeys && !verified; i++) {
+		if (only != NULL && only != &ks->keys[i])
+			continue;
+		verified = jwtkey_sig_ok(ks, &ks->keys[i], token);
+	}
+	if (!verified) {
+		why = "bad signature";
+		goto out;
+	}
+	cl->iat = iat;
+	cl->nbf = nbf;
+	cl->exp = exp;
+	if (exp <= INT64_MAX - pp->leeway_s && exp + pp->leeway_s <= now_s) {
+		why = "token expired";
+		rc = JWTKEY_EXPIRED;
+		goto out;
+	}
+	why = "ok";
+	rc = JWTKEY_OK;
+out:
+	json_decref(hdr);
+	json_decref(claims);
+	if (rc == JWTKEY_INVALID)
+		memset(cl, 0, sizeof(*cl));
+	if (reason != NULL)
+		*reason = why;
+	return rc;
+}
+
+/* JWK Set of the public keys, or NULL for HMAC; see jwtkey.h. */
+char *
+jwtkey_jwks(const struct jwtkeyset *ks)
+{
+	json_t	*set, *arr, *k;
+	char	*out = NULL;
+	int	 i;
+
+	if (ks->alg == JWTKEY_HS256)
+		return NULL;
+	if ((set = json_object()) == NULL)
+		return NULL;
+	if ((arr = json_array()) == NULL || json_object_set_new(set, "keys", arr))
+		goto out;
+	for (i = 0; i < ks->nkeys; i++) {
+		if ((k = json_deep_copy(ks->keys[i].jwk)) == NULL ||
+		    json_object_set_new(k, "kid", json_string(ks->keys[i].kid)) ||
+		    json_object_set_new(k, "use", json_string("sig")) ||
+		    json_object_set_new(k, "alg", json_string(ks->algname)) ||
+		    json_array_append_new(arr, k))
+			goto out;
+	}
+	out = json_dumps(set, JSON_COMPACT);
+out:
+	json_decref(set);
+	return out;
+}
