@@ -22,7 +22,7 @@
 
 #define LOG_LINE_MAX	2048
 
-volatile int	 log_level = LOG_LEVEL_INFO;
+_Atomic int	 log_level = LOG_LEVEL_INFO;
 static char	 log_prog[64] = "parley";
 
 static const char *const log_names[] = { "error", "warn", "info", "debug" };

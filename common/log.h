@@ -22,7 +22,8 @@ enum log_level {
 	LOG_LEVEL_DEBUG
 };
 
-extern volatile int log_level;
+/* Read by every thread, changed by a reload: atomic, so no data race. */
+extern _Atomic int log_level;
 
 /* Set the program name shown in every line (PID is appended). */
 void	log_init(const char *progname, enum log_level);

@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "log.h"
 #include "tap.h"
 #include "token_fake.h"
 
@@ -34,7 +35,7 @@ test_errors(void)
 	    "X-Content-Type-Options: nosniff\r\n"
 	    "Cache-Control: no-store\r\n"
 	    "Content-Type: application/json\r\n"
-	    "Content-Length: 52\r\n"
+	    "Content-Length: 50\r\n"
 	    "\r\n"
 	    "{\"error\":\"not_found\",\"message\":\"no such resource\"}",
 	    "404 error, whole answer");
@@ -77,7 +78,7 @@ test_json(void)
 	    "{\"user\":{\"id\":42,\"name\":\"Zo\xc3\xab\"},"
 	    "\"session_expires_at\":1795000000}",
 	    "session body: compact, ordered, UTF-8 as is");
-	ok(fake_has_header(&f, "Content-Length: 65"),
+	ok(fake_has_header(&f, "Content-Length: 64"),
 	    "Content-Length counts bytes");
 
 	setup(&f, &req, "HEAD");
@@ -156,6 +157,7 @@ test_headers(void)
 int
 main(void)
 {
+	log_init("token_reply.t", LOG_LEVEL_ERROR);
 	test_errors();
 	test_json();
 	test_cookie();
