@@ -1,1 +1,12 @@
-# contrib: rules for this directory (included from the top-level Makefile.am).
+# contrib/: what people deploy around the programs.  One file per line, so
+# that every part can append its own.
+
+# nginx: the deployable server block and the tests' nginx.conf template.
+EXTRA_DIST += contrib/nginx/parley.conf
+EXTRA_DIST += contrib/nginx/nginx-test.conf.in
+
+# Apache httpd: mod_fcgid and plain CGI snippets, and the tests' template.
+EXTRA_DIST += contrib/apache/parley-fcgid.conf
+EXTRA_DIST += contrib/apache/parley-cgi.conf
+EXTRA_DIST += contrib/apache/httpd-test.conf.in
+include $(srcdir)/contrib/bench/local.mk

@@ -113,27 +113,17 @@ cookie_find(const char *header, const char *name, char *value,
 	return found ? COOKIE_FOUND : COOKIE_ABSENT;
 }
 
-/* Our cookie decoded to its secret; see token.h. */
+/* Our cookie's value hashed; see token.h. */
 enum cookie_result
-cookie_secret(const char *header, const char *name,
-    unsigned char secret[COOKIE_SECRET_LEN])
+cookie_hash(const char *header, const char *name,
+    unsigned char hash[UTIL_SHA256_LEN])
 {
 	char			value[COOKIE_MAX_VALUE + 1];
-	unsigned char		raw[COOKIE_MAX_VALUE];
 	enum cookie_result	r;
-	int			n;
 
 	r = cookie_find(header, name, value, sizeof(value));
-	if (r != COOKIE_FOUND)
-		goto out;
-	n = util_b64url_decode(value, strlen(value), raw, sizeof(raw));
-	if (n != COOKIE_SECRET_LEN) {
-		r = COOKIE_INVALID;
-		goto out;
-	}
-	memcpy(secret, raw, COOKIE_SECRET_LEN);
-out:
+	if (r == COOKIE_FOUND)
+		util_sha256(value, strlen(value), hash);
 	explicit_bzero(value, sizeof(value));
-	explicit_bzero(raw, sizeof(raw));
 	return r;
 }

@@ -89,7 +89,14 @@ login_handle(struct request *req)
 		reply_internal(req);
 		goto out;
 	}
-	util_sha256(secret, sizeof(secret), hash);
+	/* The cookie is the secret's base64url text; the database gets the
+	 * SHA-256 of that text, as session lookups compute it (cookie.c). */
+	if (util_b64url_encode(secret, sizeof(secret), cookie,
+	    sizeof(cookie)) < 0) {
+		reply_internal(req);
+		goto out;
+	}
+	util_sha256(cookie, strlen(cookie), hash);
 	login_user_agent(req->user_agent, ua, sizeof(ua));
 
 	switch (store_login(req->db, &cred, req->remote_addr, hash,
@@ -105,11 +112,6 @@ login_handle(struct request *req)
 	}
 	switch (res.status) {
 	case STORE_LOGIN_OK:
-		if (util_b64url_encode(secret, sizeof(secret), cookie,
-		    sizeof(cookie)) < 0) {
-			reply_internal(req);
-			goto out;
-		}
 		login_reply_ok(req, &res.user, cookie);
 		log_debug("login ok uid=%lld ip=%s", (long long)res.user.id,
 		    req->remote_addr ? req->remote_addr : "-");

@@ -13,19 +13,12 @@
 #include "log.h"
 #include "token.h"
 
-/* Cookie -> SHA-256 of its secret; see token.h. */
+/* Cookie -> SHA-256 of its value; see token.h. */
 enum cookie_result
 session_cookie_hash(const struct request *req,
     unsigned char hash[UTIL_SHA256_LEN])
 {
-	unsigned char		secret[COOKIE_SECRET_LEN];
-	enum cookie_result	r;
-
-	r = cookie_secret(req->cookie, req->conf->cookie_name, secret);
-	if (r == COOKIE_FOUND)
-		util_sha256(secret, sizeof(secret), hash);
-	explicit_bzero(secret, sizeof(secret));
-	return r;
+	return cookie_hash(req->cookie, req->conf->cookie_name, hash);
 }
 
 static void

@@ -276,12 +276,16 @@ enum cookie_result cookie_find(const char *header, const char *name,
 	    char *value, size_t valuelen);
 
 /*
- * The session secret behind our cookie: base64url of exactly
- * COOKIE_SECRET_LEN bytes.  COOKIE_FOUND with secret filled, COOKIE_ABSENT,
- * or COOKIE_INVALID.  Wipes its copies.
+ * What the database knows of our cookie: the SHA-256 of its value exactly as
+ * sent (the text, not a decoding of it), so that an integrator's own session
+ * table can compute the same with parley.token_hash(text).  Any valid cookie
+ * value up to COOKIE_MAX_VALUE bytes is hashed: the cookies parley-token
+ * mints are base64url of COOKIE_SECRET_LEN random bytes, but an
+ * application's may look different.  COOKIE_FOUND with hash filled,
+ * COOKIE_ABSENT, or COOKIE_INVALID.  Wipes its copy of the value.
  */
-enum cookie_result cookie_secret(const char *header, const char *name,
-	    unsigned char secret[COOKIE_SECRET_LEN]);
+enum cookie_result cookie_hash(const char *header, const char *name,
+	    unsigned char hash[UTIL_SHA256_LEN]);
 
 /* Is name a valid cookie name (RFC 6265 token, 1-64 bytes)? */
 int	cookie_name_ok(const char *name);
@@ -359,7 +363,7 @@ void	jwks_handle(struct request *);		/* jwks.c */
 /* ----------------------------------------------------------- session.c */
 
 /*
- * The SHA-256 of the session secret in the request's cookie.  Returns
+ * The SHA-256 of the session cookie's value in the request.  Returns
  * COOKIE_FOUND with hash filled, COOKIE_ABSENT or COOKIE_INVALID.
  */
 enum cookie_result session_cookie_hash(const struct request *,

@@ -308,6 +308,19 @@ export async function startToken({ name = 'token', dir, settings, mode = 'listen
   };
 }
 
+// A web server's master process has children (nginx workers, Apache's
+// processes, mod_fcgid's parley-token) in its process group: when the master
+// has to be killed, or the test process exits early, they go too.
+function killGroupAtExit(pid) {
+  const kill = () => {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch { /* none left */ }
+  };
+  onExit(kill);
+  return kill;
+}
+
 // ---------------------------------------------------------------- nginx
 
 const NGINX_CONF = path.join(topSrcdir, 'contrib', 'nginx', 'parley.conf');
@@ -393,6 +406,7 @@ export async function startNginx({ name = 'nginx', token, sock, relay, workers =
     args: ['-p', `${prefix}/`, '-c', conf, '-e', errorLog, '-g', 'daemon off;'],
     readyPort: port, timeoutMs: 10000,
   });
+  const killGroup = killGroupAtExit(svc.pid);
   const url = `http://127.0.0.1:${port}`;
   const errorLogText = () => { try { return fs.readFileSync(errorLog, 'utf8'); } catch { return ''; } };
   const checkLogs = () => {
@@ -408,7 +422,10 @@ export async function startNginx({ name = 'nginx', token, sock, relay, workers =
     accessLog: path.join(prefix, 'logs', 'access.log'),
     pid: svc.pid, errorLogText, checkLogs,
     async stop() {
+      // SIGQUIT: graceful, as in production; a worker still busy after 5 s
+      // is killed with the master's process group.
       const st = await svc.stop({ signal: 'SIGQUIT', timeoutMs: 5000 });
+      killGroup();
       checkLogs();
       return st;
     },
@@ -489,6 +506,7 @@ export async function startApache({ name, mode = 'fcgid', fileSettings = {}, env
     args: ['-f', conf, '-DFOREGROUND'],
     readyPort: port, timeoutMs: 15000,
   });
+  const killGroup = killGroupAtExit(svc.pid);
   const url = `http://127.0.0.1:${port}`;
   const errorLogText = () => { try { return fs.readFileSync(errorLog, 'utf8'); } catch { return ''; } };
   const checkLogs = () => {
@@ -506,6 +524,7 @@ export async function startApache({ name, mode = 'fcgid', fileSettings = {}, env
     async stop() {
       // SIGTERM: Apache stops its children (mod_fcgid's processes included).
       const st = await svc.stop({ signal: 'SIGTERM', timeoutMs: 10000 });
+      killGroup();
       checkLogs();
       return st;
     },

@@ -110,32 +110,32 @@ test_sizes(void)
 }
 
 static void
-test_secret(void)
+test_hash(void)
 {
-	unsigned char	s[COOKIE_SECRET_LEN];
-	size_t		i;
-	int		seq = 1;
+	unsigned char	h[UTIL_SHA256_LEN], want[UTIL_SHA256_LEN];
 
-	is_int(cookie_secret("a=1; " NAME "=" GOOD, NAME, s), COOKIE_FOUND,
-	    "secret: 43 base64url chars decode");
-	for (i = 0; i < sizeof(s); i++)
-		if (s[i] != i)
-			seq = 0;
-	ok(seq, "secret: the 32 bytes are right");
-	is_int(cookie_secret(NAME "=\"" GOOD "\"", NAME, s), COOKIE_FOUND,
-	    "secret: quoted form decodes");
-	is_int(cookie_secret(NAME "=" GOOD "A", NAME, s), COOKIE_INVALID,
-	    "secret: 44 chars is invalid");
-	is_int(cookie_secret(NAME "=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh",
-	    NAME, s), COOKIE_INVALID, "secret: 42 chars is invalid");
-	is_int(cookie_secret(NAME "=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+",
-	    NAME, s), COOKIE_INVALID, "secret: '+' (not base64url) is invalid");
-	is_int(cookie_secret(NAME "=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-	    NAME, s), COOKIE_INVALID, "secret: padding is invalid");
-	is_int(cookie_secret("x=1", NAME, s), COOKIE_ABSENT,
-	    "secret: absent cookie is absent");
-	is_int(cookie_secret(NULL, NAME, s), COOKIE_ABSENT,
-	    "secret: no header is absent");
+	/* The database stores SHA-256 of the value text (parley.token_hash). */
+	util_sha256(GOOD, strlen(GOOD), want);
+	is_int(cookie_hash("a=1; " NAME "=" GOOD, NAME, h), COOKIE_FOUND,
+	    "hash: our cookie is found");
+	ok(memcmp(h, want, sizeof(h)) == 0,
+	    "hash: SHA-256 of the value as sent, not of its decoding");
+	memset(h, 0, sizeof(h));
+	is_int(cookie_hash(NAME "=\"" GOOD "\"", NAME, h), COOKIE_FOUND,
+	    "hash: quoted form is found");
+	ok(memcmp(h, want, sizeof(h)) == 0, "hash: quotes are not hashed");
+	util_sha256("app-session-42", 14, want);
+	is_int(cookie_hash(NAME "=app-session-42", NAME, h), COOKIE_FOUND,
+	    "hash: an application's own cookie format is hashed too");
+	ok(memcmp(h, want, sizeof(h)) == 0, "hash: of exactly that text");
+	is_int(cookie_hash(NAME "=a b", NAME, h), COOKIE_INVALID,
+	    "hash: a space inside the value is invalid");
+	is_int(cookie_hash(NAME "=\xc3\xa9", NAME, h), COOKIE_INVALID,
+	    "hash: non-ASCII value is invalid");
+	is_int(cookie_hash("x=1", NAME, h), COOKIE_ABSENT,
+	    "hash: absent cookie is absent");
+	is_int(cookie_hash(NULL, NAME, h), COOKIE_ABSENT,
+	    "hash: no header is absent");
 }
 
 static void
@@ -157,7 +157,7 @@ main(void)
 {
 	test_table();
 	test_sizes();
-	test_secret();
+	test_hash();
 	test_names();
 	done_testing();
 	return exit_status();
