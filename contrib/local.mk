@@ -10,3 +10,11 @@ EXTRA_DIST += contrib/apache/parley-fcgid.conf
 EXTRA_DIST += contrib/apache/parley-cgi.conf
 EXTRA_DIST += contrib/apache/httpd-test.conf.in
 include $(srcdir)/contrib/bench/local.mk
+
+# Developer scripts: the README's run and test commands.
+EXTRA_DIST += contrib/dev/install-deps
+EXTRA_DIST += contrib/dev/build
+EXTRA_DIST += contrib/dev/test
+EXTRA_DIST += contrib/dev/run
+EXTRA_DIST += contrib/dev/run.mjs
+EXTRA_DIST += contrib/dev/lib.sh

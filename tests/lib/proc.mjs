@@ -106,6 +106,15 @@ function printLogs() {
   }
 }
 
+// A test interrupted by a signal has failed; contrib/dev/run, which runs
+// until Ctrl-C, says otherwise with signalsStopNormally().
+let signalIsNormalStop = false;
+
+/** Treat SIGINT/SIGTERM/SIGHUP as a normal stop: no failure, no log dump. */
+export function signalsStopNormally() {
+  signalIsNormalStop = true;
+}
+
 function hookExit() {
   if (exitHooked)
     return;
@@ -118,8 +127,10 @@ function hookExit() {
   });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     process.once(sig, () => {
-      failed = true;
-      printLogs();
+      if (!signalIsNormalStop) {
+        failed = true;
+        printLogs();
+      }
       runExitHooks();
       process.kill(process.pid, sig);    // default action now that we are gone
     });

@@ -388,10 +388,10 @@ function docRoot(dir) {
  * just a socket path).  Returns { port, url, prefix, conf, errorLog,
  * accessLog, pid, stop(), checkLogs(), errorLogText() }.
  */
-export async function startNginx({ name = 'nginx', token, sock, relay, workers = 2 } = {}) {
+export async function startNginx({ name = 'nginx', token, sock, relay, workers = 2, port } = {}) {
   const prefix = webDir(name);
   sock = sock || token.sock;
-  const port = await freePort();
+  port = port || await freePort();
   for (const d of ['logs', 'tmp'])
     fs.mkdirSync(path.join(prefix, d), { recursive: true });
   const conf = path.join(prefix, 'nginx.conf');

@@ -1,0 +1,6 @@
+# contrib/bench/: benchmark tools (built with the project, not installed).
+noinst_PROGRAMS += contrib/bench/noop-fcgi
+contrib_bench_noop_fcgi_SOURCES = contrib/bench/noop-fcgi.c
+contrib_bench_noop_fcgi_CFLAGS = $(AM_CFLAGS) $(FCGI_CFLAGS)
+contrib_bench_noop_fcgi_LDADD = $(FCGI_LIBS) $(PTHREAD_LIBS)
+EXTRA_DIST += contrib/bench/token-bench
