@@ -89,7 +89,7 @@ def main():
         print(second.split(b"\r\n")[0].decode())
     elif mode == "dups":
         env = [("REQUEST_METHOD", "POST"), ("SCRIPT_NAME", "/auth/logout"),
-               ("HTTP_COOKIE", "a=1"), ("HTTP_COOKIE", "parley_session=garbage")]
+               ("HTTP_COOKIE", "a=1"), ("HTTP_COOKIE", "parley_session=bad\\value")]
         lines = request(s, 1, env, b"", True).split(b"\r\n")
         print(lines[0].decode())
         print(b"".join(l for l in lines if l.startswith(b"Set-Cookie")).decode())

@@ -136,7 +136,7 @@ test_sessions(void)
 	  status_is(&f, 401, "token without a cookie");
 	  error_is(&f, "invalid_session"); }
 	{ const char *v[] = { "REQUEST_METHOD=POST", "SCRIPT_NAME=/a/token",
-	    "HTTP_COOKIE=parley_session=tooshort", NULL };
+	    "HTTP_COOKIE=parley_session=bad\\value", NULL };
 	  run(&f, hs_conf, v, NULL);
 	  status_is(&f, 401, "token with a malformed cookie"); }
 	{ const char *v[] = { "REQUEST_METHOD=POST", "SCRIPT_NAME=/a/token",
@@ -156,7 +156,7 @@ test_sessions(void)
 	  status_is(&f, 401, "logout without a cookie");
 	  ok(strstr(f.out, "Set-Cookie") == NULL, "  no Set-Cookie"); }
 	{ const char *v[] = { "REQUEST_METHOD=POST", "SCRIPT_NAME=/a/logout",
-	    "HTTP_COOKIE=parley_session=garbage", NULL };
+	    "HTTP_COOKIE=parley_session=bad\\value", NULL };
 	  run(&f, hs_conf, v, NULL);
 	  status_is(&f, 401, "logout with a malformed cookie");
 	  ok(fake_has_header(&f, "Set-Cookie: parley_session=; Path=/; HttpOnly; "
