@@ -18,3 +18,11 @@ EXTRA_DIST += contrib/dev/test
 EXTRA_DIST += contrib/dev/run
 EXTRA_DIST += contrib/dev/run.mjs
 EXTRA_DIST += contrib/dev/lib.sh
+
+# The browser client library and the demo chat page, installed for the web
+# server to serve (contrib/nginx/parley.conf: / and /client/).
+clientdir = $(pkgdatadir)/client
+dist_client_DATA = contrib/client/parley.js contrib/client/parley.d.ts \
+	contrib/client/package.json contrib/client/README.md
+demodir = $(pkgdatadir)/demo
+dist_demo_DATA = contrib/demo/index.html contrib/demo/demo.css contrib/demo/demo.js

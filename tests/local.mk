@@ -3,3 +3,5 @@
 # fragment.
 include $(srcdir)/tests/unit/local.mk
 include $(srcdir)/tests/e2e/local.mk
+include $(srcdir)/tests/client/local.mk
+include $(srcdir)/tests/browser/local.mk

@@ -353,6 +353,8 @@ export function renderNginxConf({ prefix, port, sock, relay = '127.0.0.1:8090', 
   httpPart = replaceOnce(httpPart, 'unix:/run/parley/token.sock', `unix:${sock}`, NGINX_CONF);
   httpPart = replaceOnce(httpPart, '127.0.0.1:8090', relay, NGINX_CONF);
   locations = replaceOnce(locations, 'root /usr/share/parley/demo;', `root ${docroot};`, NGINX_CONF);
+  locations = replaceOnce(locations, 'alias /usr/share/parley/client/;',
+    `alias ${path.join(topSrcdir, 'contrib', 'client')}/;`, NGINX_CONF);
   const vars = {
     USER_LINE: isRoot ? `user ${WEB_USER} ${WEB_USER};` : '',
     PREFIX: prefix,
