@@ -4,3 +4,4 @@ contrib_bench_noop_fcgi_SOURCES = contrib/bench/noop-fcgi.c
 contrib_bench_noop_fcgi_CFLAGS = $(AM_CFLAGS) $(FCGI_CFLAGS)
 contrib_bench_noop_fcgi_LDADD = $(FCGI_LIBS) $(PTHREAD_LIBS)
 EXTRA_DIST += contrib/bench/token-bench
+include $(srcdir)/contrib/bench/load.mk
