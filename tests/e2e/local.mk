@@ -31,3 +31,18 @@ clean-local-tests-tmp:
 	-rm -rf tests/tmp
 .PHONY: clean-local-tests-tmp
 
+# The relay (parley-relay) against a private PostgreSQL with real WebSocket
+# clients (npm ws); tokens minted with npm jose.
+EXTRA_DIST += tests/e2e/relay-helpers.mjs
+TESTS += tests/e2e/relay-auth.test.mjs
+EXTRA_DIST += tests/e2e/relay-auth.test.mjs
+TESTS += tests/e2e/relay-messages.test.mjs
+EXTRA_DIST += tests/e2e/relay-messages.test.mjs
+TESTS += tests/e2e/relay-frames.test.mjs
+EXTRA_DIST += tests/e2e/relay-frames.test.mjs
+TESTS += tests/e2e/relay-ops.test.mjs
+EXTRA_DIST += tests/e2e/relay-ops.test.mjs
+TESTS += tests/e2e/relay-cluster.test.mjs
+EXTRA_DIST += tests/e2e/relay-cluster.test.mjs
+TESTS += tests/e2e/relay-commands.test.mjs
+EXTRA_DIST += tests/e2e/relay-commands.test.mjs

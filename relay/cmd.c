@@ -1,0 +1,448 @@
+/*
+ * cmd.c: client commands (PROTOCOL §2): strict decoding, the rate limit,
+ * dispatch, and the commands that need no module of their own (ping,
+ * private_message, group_message).
+ *
+ * Runs on the connection's civetweb thread: parsing is bounded (frame size
+ * checked by ws.c, nesting by jsonutil) and nothing here waits for the
+ * database: messages become jobs for the pool (dbpool.c), whose threads
+ * send the ack or the error.  Every reply carries the command's "ref".
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "relay.h"
+
+/* Queue a JSON object; see relay.h. */
+int
+cmd_send_json(struct conn *c, json_t *j)
+{
+	struct frame	*f = NULL;
+	char		*s;
+	int		 rc = -1;
+
+	if (j == NULL)
+		return -1;
+	if ((s = jsonutil_dump(j)) != NULL &&
+	    (f = outq_frame(0x1, s, strlen(s))) != NULL)
+		rc = outq_send(c, f);
+	outq_frame_unref(f);
+	free(s);
+	json_decref(j);
+	return rc;
+}
+
+/* {"type":"error","ref","code","message"}; see relay.h. */
+void
+cmd_error(struct conn *c, const char *ref, const char *code,
+    const char *message)
+{
+	json_t	*j;
+
+	metrics_error(code);
+	j = json_pack("{s:s, s:s, s:s}", "type", "error", "code", code,
+	    "message", message);
+	if (j != NULL && ref != NULL)
+		json_object_set_new(j, "ref", json_string(ref));
+	cmd_send_json(c, j);
+}
+
+/* PROTOCOL §3 PARLEY_RATE: a token bucket, burst twice the rate. */
+static int
+cmd_rate_ok(struct conn *c, const struct rcfg *r)
+{
+	int64_t	now = util_mono_ms();
+
+	c->bucket += (double)(now - c->bucket_ms) * r->rate / 1000.0;
+	c->bucket_ms = now;
+	if (c->bucket > 2 * r->rate)
+		c->bucket = 2 * r->rate;
+	if (c->bucket < 1.0)
+		return 0;
+	c->bucket -= 1.0;
+	return 1;
+}
+
+static void
+cmd_ping(struct conn *c, json_t *msg, const char *ref)
+{
+	char	 ts[25];
+	json_t	*j;
+
+	(void)msg;
+	util_rfc3339(util_now_ms(), ts);
+	j = json_pack("{s:s, s:s}", "type", "pong", "server_time", ts);
+	if (j != NULL && ref != NULL)
+		json_object_set_new(j, "ref", json_string(ref));
+	cmd_send_json(c, j);
+}
+
+static void
+cmd_auth_again(struct conn *c, json_t *msg, const char *ref)
+{
+	(void)msg;
+	cmd_error(c, ref, "bad_request", "already authenticated");
+}
+
+/* ---------------------------------------------------------------- jobs */
+
+/* The ref of the job's command, or NULL; see relay.h. */
+const char *
+cmd_job_ref(const struct cmd_job *cj)
+{
+	return cj->has_ref ? cj->ref : NULL;
+}
+
+static void
+cmd_job_drop(struct job *job)
+{
+	struct cmd_job	*cj = (struct cmd_job *)job;
+
+	cmd_error(cj->c, cmd_job_ref(cj), "unavailable",
+	    "the relay is overloaded; retry");
+	cmd_job_free(cj);
+}
+
+/* A job for a command; see relay.h. */
+void *
+cmd_job_new(struct conn *c, const char *ref, size_t size,
+    void (*run)(struct job *, struct db *))
+{
+	struct cmd_job	*cj;
+
+	if ((cj = calloc(1, size)) == NULL) {
+		cmd_error(c, ref, "internal", "out of memory");
+		return NULL;
+	}
+	cj->job.run = run;
+	cj->job.drop = cmd_job_drop;
+	conn_ref(c);
+	cj->c = c;
+	cj->uid = c->uid;
+	if (ref != NULL) {
+		util_strlcpy(cj->ref, ref, sizeof(cj->ref));
+		cj->has_ref = 1;
+	}
+	return cj;
+}
+
+/* Release a command job and its connection reference; see relay.h. */
+void
+cmd_job_free(void *p)
+{
+	struct cmd_job	*cj = p;
+
+	if (cj == NULL)
+		return;
+	conn_unref(cj->c);
+	free(cj);
+}
+
+/* Reply with the ref; see relay.h. */
+int
+cmd_job_reply(struct cmd_job *cj, json_t *j)
+{
+	if (j != NULL && cj->has_ref)
+		json_object_set_new(j, "ref", json_string(cj->ref));
+	return cmd_send_json(cj->c, j);
+}
+
+/* The schema's SQLSTATEs (schema/README.md) to PROTOCOL §2 error codes. */
+static const char *
+cmd_sql_error(const char *sqlstate, const char **msg)
+{
+	static const struct {
+		const char *state, *code, *msg;
+	} map[] = {
+		{ "PA400", "bad_request", "invalid conversation or arguments" },
+		{ "PA403", "forbidden", "not a member of this conversation" },
+		{ "PA404", "not_found", "no such user, group or conversation" },
+		{ "PA413", "too_large", "message body too large" },
+		{ "23503", "not_found", "no such user or group" },
+		{ "22P02", "bad_request", "invalid value" },
+		{ NULL, NULL, NULL }
+	};
+	int	i;
+
+	for (i = 0; map[i].state != NULL; i++)
+		if (strcmp(sqlstate, map[i].state) == 0) {
+			*msg = map[i].msg;
+			return map[i].code;
+		}
+	*msg = "internal error";
+	return "internal";
+}
+
+/* Answer a failed statement; see relay.h. */
+void
+cmd_job_dberr(struct cmd_job *cj, struct db *db, int rc)
+{
+	const char	*code, *msg;
+
+	if (rc == DB_UNAVAILABLE) {
+		clog_warnx_rl(cj->c, "database: %s", db->err);
+		cmd_error(cj->c, cmd_job_ref(cj), "unavailable",
+		    "database unavailable; retry");
+		return;
+	}
+	code = cmd_sql_error(db->sqlstate, &msg);
+	if (strcmp(code, "internal") == 0)
+		clog_warnx_rl(cj->c, "database: %s", db->err);
+	cmd_error(cj->c, cmd_job_ref(cj), code, msg);
+}
+
+/* ---------------------------------------------------------------- messages */
+
+struct cmd_post {
+	struct cmd_job	 cj;
+	char		 conv[RELAY_CONV_MAX];
+	char		 client_id[RELAY_CLIENT_ID_MAX + 1];
+	char		*body;
+};
+
+static void
+cmd_post_free(struct cmd_post *p)
+{
+	free(p->body);
+	cmd_job_free(p);
+}
+
+static void
+cmd_post_drop(struct job *job)
+{
+	struct cmd_post	*p = (struct cmd_post *)job;
+
+	deliver_unexpect(p->cj.c, p->client_id);
+	cmd_error(p->cj.c, cmd_job_ref(&p->cj), "unavailable",
+	    "the relay is overloaded; not stored, retry");
+	cmd_post_free(p);
+}
+
+/*
+ * On a pool thread: store (post_message checks membership itself and
+ * raises PA403), then ack: PROTOCOL §2, the ack only after COMMIT.
+ */
+static void
+cmd_post_run(struct job *job, struct db *db)
+{
+	struct cmd_post	*p = (struct cmd_post *)job;
+	const char	*v[4];
+	char		 a[24], ts[25];
+	PGresult	*res = NULL;
+	json_t		*j;
+	int		 rc, dup;
+
+	snprintf(a, sizeof(a), "%lld", (long long)p->cj.uid);
+	v[0] = a;
+	v[1] = p->conv;
+	v[2] = p->body;
+	v[3] = p->client_id;
+	rc = dbpool_exec(db, STMT_POST, 4, v, &res);
+	if (rc != DB_OK) {
+		deliver_unexpect(p->cj.c, p->client_id);
+		cmd_job_dberr(&p->cj, db, rc);
+		goto done;
+	}
+	if (PQntuples(res) != 1 || PQnfields(res) != 4) {
+		clog_warnx(p->cj.c, "post_message returned %d rows",
+		    PQntuples(res));
+		deliver_unexpect(p->cj.c, p->client_id);
+		cmd_error(p->cj.c, cmd_job_ref(&p->cj), "internal",
+		    "internal error");
+		goto done;
+	}
+	dup = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
+	if (dup)
+		deliver_unexpect(p->cj.c, p->client_id);	/* no event */
+	else
+		metrics_inc(M_MSG_STORED);
+	util_rfc3339(strtoll(PQgetvalue(res, 0, 2), NULL, 10), ts);
+	j = json_pack("{s:s, s:s, s:I, s:s, s:I, s:s}", "type", "ack",
+	    "client_id", p->client_id,
+	    "id", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10),
+	    "conversation", p->conv,
+	    "seq", (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10),
+	    "ts", ts);
+	if (cmd_job_reply(&p->cj, j) == 0)
+		metrics_inc(M_ACKS);
+done:
+	PQclear(res);
+	cmd_post_free(p);
+}
+
+/* A client_id: 1..64 bytes of printable ASCII. */
+static int
+cmd_client_id_ok(const char *s)
+{
+	size_t	n = strlen(s), i;
+
+	if (n == 0 || n > RELAY_CLIENT_ID_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+static void
+cmd_post(struct conn *c, json_t *msg, const char *ref, int is_group)
+{
+	struct cmd_post	*p;
+	const char	*body, *cid;
+	int64_t		 target, lo, hi;
+
+	metrics_inc(M_MSG_IN);
+	if (jsonutil_get_int(msg, is_group ? "group" : "to", &target) == -1 ||
+	    target <= 0) {
+		cmd_error(c, ref, "bad_request", is_group ?
+		    "\"group\" must be a positive integer" :
+		    "\"to\" must be a positive integer");
+		return;
+	}
+	if ((body = jsonutil_get_str(msg, "body")) == NULL) {
+		cmd_error(c, ref, "bad_request", "\"body\" must be a string");
+		return;
+	}
+	if ((cid = jsonutil_get_str(msg, "client_id")) == NULL ||
+	    !cmd_client_id_ok(cid)) {
+		cmd_error(c, ref, "bad_request", "\"client_id\" must be a string "
+		    "of 1 to 64 printable ASCII characters");
+		return;
+	}
+	if ((p = cmd_job_new(c, ref, sizeof(*p), cmd_post_run)) == NULL)
+		return;
+	if ((p->body = strdup(body)) == NULL) {
+		cmd_error(c, ref, "internal", "out of memory");
+		cmd_post_free(p);
+		return;
+	}
+	p->cj.job.drop = cmd_post_drop;
+	if (is_group) {
+		snprintf(p->conv, sizeof(p->conv), "group:%lld",
+		    (long long)target);
+	} else {
+		lo = target < c->uid ? target : c->uid;
+		hi = target < c->uid ? c->uid : target;
+		snprintf(p->conv, sizeof(p->conv), "dm:%lld:%lld",
+		    (long long)lo, (long long)hi);
+	}
+	util_strlcpy(p->client_id, cid, sizeof(p->client_id));
+	/* Before the insert, so the listener never races past it. */
+	deliver_expect(c, cid);
+	dbpool_submit(&p->cj.job);
+}
+
+static void
+cmd_private_message(struct conn *c, json_t *msg, const char *ref)
+{
+	cmd_post(c, msg, ref, 0);
+}
+
+static void
+cmd_group_message(struct conn *c, json_t *msg, const char *ref)
+{
+	cmd_post(c, msg, ref, 1);
+}
+
+static void
+cmd_refresh(struct conn *c, json_t *msg, const char *ref)
+{
+	auth_refresh(c, msg, ref);
+}
+
+static const struct {
+	const char	*type;
+	void		(*fn)(struct conn *, json_t *, const char *);
+} cmd_table[] = {
+	{ "ping", cmd_ping },
+	{ "private_message", cmd_private_message },
+	{ "group_message", cmd_group_message },
+	{ "refresh", cmd_refresh },
+	{ "auth", cmd_auth_again },
+	{ "history", convo_history },
+	{ "sync", convo_sync },
+	{ "conversation_list", convo_list },
+	{ "read", convo_read },
+	{ "typing", convo_typing },
+	{ "join_group", member_join },
+	{ "leave_group", member_leave },
+	{ "group_list", member_list },
+	{ "user_list", presence_user_list },
+	{ NULL, NULL }
+};
+
+/* A complete text message; see relay.h. */
+void
+cmd_message(struct conn *c, const char *buf, size_t len)
+{
+	json_t		*msg;
+	const json_t	*jref;
+	const char	*why, *type, *ref = NULL;
+	struct rcfg	*r;
+	int		 st, i;
+
+	metrics_inc(M_CMDS);
+	pthread_mutex_lock(&c->mu);
+	st = c->state;
+	pthread_mutex_unlock(&c->mu);
+	msg = jsonutil_parse_object(buf, len, JSONUTIL_MAX_DEPTH, &why);
+
+	if (st == CONN_NEW) {
+		/* PROTOCOL §2: nothing but `auth` before authentication. */
+		type = msg ? jsonutil_get_str(msg, "type") : NULL;
+		if (type == NULL || strcmp(type, "auth") != 0)
+			conn_close(c, 1008, "authenticate first");
+		else
+			auth_frame(c, msg);
+		json_decref(msg);
+		return;
+	}
+	if (st != CONN_OPEN) {
+		json_decref(msg);
+		return;
+	}
+	if (msg == NULL) {
+		cmd_error(c, NULL, "bad_request", why ? why : "invalid JSON");
+		return;
+	}
+	if ((jref = json_object_get(msg, "ref")) != NULL) {
+		if (!json_is_string(jref) ||
+		    strlen(json_string_value(jref)) > RELAY_REF_MAX) {
+			cmd_error(c, NULL, "bad_request",
+			    "\"ref\" must be a string of at most 64 bytes");
+			goto done;
+		}
+		ref = json_string_value(jref);
+	}
+
+	r = rcfg_get();
+	if (!cmd_rate_ok(c, r)) {
+		if (++c->limited_run >= r->flood_limit) {
+			rcfg_put(r);
+			metrics_error("rate_limited");
+			conn_close(c, 4029, "rate limit flood");
+			goto done;
+		}
+		rcfg_put(r);
+		cmd_error(c, ref, "rate_limited", "too many commands; slow down");
+		goto done;
+	}
+	rcfg_put(r);
+	c->limited_run = 0;
+
+	if ((type = jsonutil_get_str(msg, "type")) == NULL) {
+		cmd_error(c, ref, "bad_request", "\"type\" must be a string");
+		goto done;
+	}
+	for (i = 0; cmd_table[i].type != NULL; i++)
+		if (strcmp(cmd_table[i].type, type) == 0) {
+			cmd_table[i].fn(c, msg, ref);
+			goto done;
+		}
+	cmd_error(c, ref, "unknown_type", "unknown command type");
+done:
+	json_decref(msg);
+}

@@ -1,0 +1,420 @@
+/*
+ * deliver.c: fan-out of stored messages to this relay's connections.
+ *
+ * Runs on the listener thread.  Each message row becomes one encoded frame
+ * (shared by all its recipients) queued to every local connection of every
+ * recipient: both users of a direct conversation, every member of a group
+ * (group.c), including the sender's other connections but not the one it
+ * was sent on, which gets the ack instead (PROTOCOL §2 "Details").  The
+ * sending connection is recognised by the client_id it registered before
+ * the insert (deliver_expect), which is race-free against the listener.
+ *
+ * Order: notifications arrive in commit order, and seq is assigned in
+ * commit order, so delivering rows as they come keeps each conversation in
+ * seq order.  The last seq delivered per conversation is remembered; a row
+ * at or below it is a duplicate (skipped), a row above it + 1 means
+ * notifications were lost, and the gap is fetched from the table first.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "relay.h"
+
+#define DELIVER_BUCKETS		4096
+#define DELIVER_EXPECT_MAX	256
+#define DELIVER_MARGIN_MS	60000	/* catch-up looks this far before the loss */
+#define DELIVER_PAGE		500
+
+struct deliver_conv {
+	char			 conv[RELAY_CONV_MAX];
+	int64_t			 last_seq;
+	int64_t			 used_ms;
+	struct deliver_conv	*next;
+};
+
+/* Listener thread only: no lock. */
+static struct deliver_conv	*deliver_tab[DELIVER_BUCKETS];
+
+static size_t
+deliver_hash(const char *s)
+{
+	uint64_t	h = 1469598103934665603ull;
+
+	while (*s != '\0')
+		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+	return (size_t)(h % DELIVER_BUCKETS);
+}
+
+static struct deliver_conv *
+deliver_conv_get(const char *conv, int create)
+{
+	struct deliver_conv	*e;
+	size_t			 b = deliver_hash(conv);
+
+	for (e = deliver_tab[b]; e != NULL; e = e->next)
+		if (strcmp(e->conv, conv) == 0)
+			return e;
+	if (!create || strlen(conv) >= sizeof(e->conv) ||
+	    (e = calloc(1, sizeof(*e))) == NULL)
+		return NULL;
+	util_strlcpy(e->conv, conv, sizeof(e->conv));
+	e->last_seq = -1;	/* unknown */
+	e->next = deliver_tab[b];
+	deliver_tab[b] = e;
+	return e;
+}
+
+/* Forget every conversation at exit. */
+void
+deliver_fini(void)
+{
+	struct deliver_conv	*e, *next;
+	size_t			 i;
+
+	for (i = 0; i < DELIVER_BUCKETS; i++) {
+		for (e = deliver_tab[i]; e != NULL; e = next) {
+			next = e->next;
+			free(e);
+		}
+		deliver_tab[i] = NULL;
+	}
+}
+
+/* Forget conversations idle for max_idle_ms; see relay.h. */
+void
+deliver_prune(int64_t max_idle_ms)
+{
+	struct deliver_conv	**pp, *e;
+	int64_t			  now = util_mono_ms();
+	size_t			  i;
+
+	for (i = 0; i < DELIVER_BUCKETS; i++) {
+		pp = &deliver_tab[i];
+		while ((e = *pp) != NULL) {
+			if (now - e->used_ms > max_idle_ms) {
+				*pp = e->next;
+				free(e);
+			} else {
+				pp = &e->next;
+			}
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- expectations */
+
+static int
+deliver_take_locked(struct conn *c, const char *cid)
+{
+	size_t	i;
+
+	for (i = 0; i < c->nexpect; i++)
+		if (strcmp(c->expect[i].client_id, cid) == 0) {
+			c->expect[i] = c->expect[--c->nexpect];
+			return 1;
+		}
+	return 0;
+}
+
+/* Remember that c sent cid; see relay.h. */
+void
+deliver_expect(struct conn *c, const char *cid)
+{
+	pthread_mutex_lock(&c->mu);
+	if (c->expect == NULL)
+		c->expect = calloc(DELIVER_EXPECT_MAX, sizeof(*c->expect));
+	if (c->expect != NULL) {
+		if (c->nexpect == DELIVER_EXPECT_MAX) {
+			/* Forget the oldest: at worst it is echoed once. */
+			size_t i, old = 0;
+
+			for (i = 1; i < c->nexpect; i++)
+				if (c->expect[i].at_ms < c->expect[old].at_ms)
+					old = i;
+			c->expect[old] = c->expect[--c->nexpect];
+		}
+		util_strlcpy(c->expect[c->nexpect].client_id, cid,
+		    sizeof(c->expect[0].client_id));
+		c->expect[c->nexpect++].at_ms = util_mono_ms();
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Forget that c sent cid (duplicate, error); see relay.h. */
+void
+deliver_unexpect(struct conn *c, const char *cid)
+{
+	pthread_mutex_lock(&c->mu);
+	deliver_take_locked(c, cid);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Drop old expectations; see relay.h. */
+void
+deliver_expire(struct conn *c, int64_t now, int64_t max_age_ms)
+{
+	size_t	i;
+
+	pthread_mutex_lock(&c->mu);
+	for (i = 0; i < c->nexpect;)
+		if (now - c->expect[i].at_ms > max_age_ms)
+			c->expect[i] = c->expect[--c->nexpect];
+		else
+			i++;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* ---------------------------------------------------------------- fan-out */
+
+struct deliver_ctx {
+	struct frame	*f;
+	int64_t		 sender;
+	const char	*client_id;
+	int		 queued;
+};
+
+/* Registry read lock held: queue only. */
+static void
+deliver_to_conn(struct conn *c, void *arg)
+{
+	struct deliver_ctx	*d = arg;
+	int			 own = 0;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->uid == d->sender && d->client_id != NULL)
+		own = deliver_take_locked(c, d->client_id);
+	if (!own && c->state == CONN_OPEN && outq_send_locked(c, d->f) == 0)
+		d->queued++;
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void
+deliver_json_to_conn(struct conn *c, void *arg)
+{
+	struct deliver_ctx	*d = arg;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->state == CONN_OPEN && outq_send_locked(c, d->f) == 0)
+		d->queued++;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Queue a JSON object to a user's connections; see relay.h. */
+void
+deliver_user_json(int64_t uid, json_t *j)
+{
+	struct deliver_ctx	 d;
+	char			*s;
+
+	memset(&d, 0, sizeof(d));
+	if (j == NULL)
+		return;
+	if ((s = jsonutil_dump(j)) != NULL &&
+	    (d.f = outq_frame(0x1, s, strlen(s))) != NULL) {
+		conn_foreach_user(uid, deliver_json_to_conn, &d);
+		outq_frame_unref(d.f);
+	}
+	free(s);
+	json_decref(j);
+}
+
+/* The event of a row; see relay.h. */
+json_t *
+deliver_event(const struct deliver_row *m)
+{
+	long long	 a, b, gid;
+	char		 ts[25];
+
+	util_rfc3339(m->created_ms, ts);
+	if (sscanf(m->conv, "dm:%lld:%lld", &a, &b) == 2)
+		return json_pack("{s:s, s:I, s:s, s:I, s:{s:I, s:s}, s:I, s:s, "
+		    "s:s, s:s}", "type", "private_message",
+		    "id", (json_int_t)m->id, "conversation", m->conv,
+		    "seq", (json_int_t)m->seq,
+		    "from", "id", (json_int_t)m->sender, "name", m->name,
+		    "to", (json_int_t)(m->sender == a ? b : a),
+		    "body", m->body, "client_id", m->client_id, "ts", ts);
+	if (sscanf(m->conv, "group:%lld", &gid) == 1)
+		return json_pack("{s:s, s:I, s:s, s:I, s:{s:I, s:s}, s:I, s:s, "
+		    "s:s, s:s}", "type", "group_message",
+		    "id", (json_int_t)m->id, "conversation", m->conv,
+		    "seq", (json_int_t)m->seq,
+		    "from", "id", (json_int_t)m->sender, "name", m->name,
+		    "group", (json_int_t)gid,
+		    "body", m->body, "client_id", m->client_id, "ts", ts);
+	return NULL;
+}
+
+static void
+deliver_one(PGconn *pg, const struct deliver_row *m)
+{
+	struct deliver_ctx	 d;
+	long long		 a, b, gid;
+	int64_t			*ids = NULL, self[2];
+	size_t			 n = 0, i;
+	char			*s = NULL;
+	json_t			*j;
+
+	if ((j = deliver_event(m)) == NULL) {
+		log_warnx("message %lld: unknown conversation kind",
+		    (long long)m->id);
+		return;
+	}
+	if (sscanf(m->conv, "dm:%lld:%lld", &a, &b) == 2) {
+		self[0] = a;
+		self[1] = b;
+		ids = self;
+		n = a == b ? 1 : 2;
+	} else if (sscanf(m->conv, "group:%lld", &gid) == 1 &&
+	    group_members(gid, pg, &ids, &n) == -1) {
+		log_warnx("message %lld: no member list; not delivered here",
+		    (long long)m->id);
+		json_decref(j);
+		return;
+	}
+	memset(&d, 0, sizeof(d));
+	if ((s = jsonutil_dump(j)) == NULL ||
+	    (d.f = outq_frame(0x1, s, strlen(s))) == NULL) {
+		log_error("message %lld: out of memory", (long long)m->id);
+		goto done;
+	}
+	d.sender = m->sender;
+	d.client_id = m->client_id;
+	for (i = 0; i < n; i++)
+		conn_foreach_user(ids[i], deliver_to_conn, &d);
+	metrics_add(M_MSG_OUT, d.queued);
+	metrics_notify_lag_ms(util_now_ms() - m->created_ms);
+done:
+	outq_frame_unref(d.f);
+	free(s);
+	json_decref(j);
+	if (ids != self)
+		free(ids);
+}
+
+/* Parse a DELIVER_COLS row; see relay.h. */
+void
+deliver_parse(PGresult *res, int i, struct deliver_row *m)
+{
+	m->id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+	m->conv = PQgetvalue(res, i, 1);
+	m->seq = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+	m->sender = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+	m->name = PQgetvalue(res, i, 4);
+	m->body = PQgetvalue(res, i, 5);
+	m->client_id = PQgetisnull(res, i, 6) ? "" : PQgetvalue(res, i, 6);
+	m->created_ms = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+}
+
+/* Deliver the rows of st->conv after st->last_seq, before `before`. */
+static int
+deliver_fill_gap(PGconn *pg, struct deliver_conv *st, int64_t before)
+{
+	const char		*v[3];
+	char			 a[24], n[24];
+	struct deliver_row	 m;
+	PGresult		*res;
+	int			 i;
+
+	while (st->last_seq + 1 < before) {
+		snprintf(a, sizeof(a), "%lld", (long long)st->last_seq);
+		snprintf(n, sizeof(n), "%lld", (long long)(before - st->last_seq - 1 >
+		    DELIVER_PAGE ? DELIVER_PAGE : before - st->last_seq - 1));
+		v[0] = st->conv;
+		v[1] = a;
+		v[2] = n;
+		res = PQexecParams(pg, "SELECT " DELIVER_COLS " FROM "
+		    "parley.messages_after($1, $2::bigint, $3::integer) g", 3, NULL,
+		    v, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			log_warnx("listener: gap fill of %s: %s", st->conv,
+			    PQresultErrorMessage(res));
+			PQclear(res);
+			return -1;
+		}
+		if (PQntuples(res) == 0) {
+			PQclear(res);
+			return 0;
+		}
+		for (i = 0; i < PQntuples(res); i++) {
+			deliver_parse(res, i, &m);
+			if (m.seq <= st->last_seq || m.seq >= before)
+				continue;
+			deliver_one(pg, &m);
+			st->last_seq = m.seq;
+		}
+		PQclear(res);
+	}
+	return 0;
+}
+
+/* Deliver rows in order; see relay.h. */
+void
+deliver_rows(PGconn *pg, PGresult *res)
+{
+	struct deliver_row	 m;
+	struct deliver_conv	*st;
+	int			 i;
+
+	for (i = 0; i < PQntuples(res); i++) {
+		deliver_parse(res, i, &m);
+		if ((st = deliver_conv_get(m.conv, 1)) != NULL) {
+			st->used_ms = util_mono_ms();
+			if (st->last_seq >= m.seq)
+				continue;	/* delivered already */
+			if (st->last_seq >= 0 && m.seq > st->last_seq + 1) {
+				log_info("listener: %s: seq %lld after %lld; "
+				    "filling the gap", m.conv, (long long)m.seq,
+				    (long long)st->last_seq);
+				(void)deliver_fill_gap(pg, st, m.seq);
+			}
+		}
+		deliver_one(pg, &m);
+		if (st != NULL && m.seq > st->last_seq)
+			st->last_seq = m.seq;
+	}
+}
+
+/* After a reconnect; see relay.h. */
+int
+deliver_catch_up(PGconn *pg, int64_t lost_at_ms)
+{
+	const char	*v[3];
+	char		 since[24], conv[RELAY_CONV_MAX] = "", seq[24] = "0";
+	PGresult	*res;
+	int		 n, total = 0;
+
+	snprintf(since, sizeof(since), "%lld",
+	    (long long)(lost_at_ms - DELIVER_MARGIN_MS));
+	for (;;) {
+		v[0] = since;
+		v[1] = conv;
+		v[2] = seq;
+		res = PQexecParams(pg, "SELECT " DELIVER_COLS " FROM "
+		    "parley.messages_since(to_timestamp($1::bigint / 1000.0), "
+		    "$2::text, $3::bigint, 500) g", 3, NULL, v, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			log_warnx("listener: catch-up: %s",
+			    PQresultErrorMessage(res));
+			PQclear(res);
+			return -1;
+		}
+		n = PQntuples(res);
+		if (n > 0) {
+			deliver_rows(pg, res);
+			util_strlcpy(conv, PQgetvalue(res, n - 1, 1),
+			    sizeof(conv));
+			util_strlcpy(seq, PQgetvalue(res, n - 1, 2), sizeof(seq));
+		}
+		PQclear(res);
+		total += n;
+		if (n < DELIVER_PAGE)
+			break;
+	}
+	log_info("listener: caught up (%d messages since the connection was "
+	    "lost)", total);
+	return 0;
+}

@@ -1,0 +1,561 @@
+/*
+ * presence.c: who is online across the cluster.
+ *
+ * One thread with its own database connection keeps this relay's rows:
+ * parley.relay_register at start (and again whenever the rows may have been
+ * lost: a database outage, or a heartbeat answering that the relay was
+ * swept), one parley.connection_add / connection_remove per authenticated
+ * connection, in the order they happened (a single queue, so a remove never
+ * overtakes its add), parley.relay_heartbeat every WS_HEARTBEAT_INTERVAL,
+ * and parley.sweep_relays(3 x WS_HEARTBEAT_INTERVAL) so that the rows of a
+ * relay that died go, which the schema's trigger turns into parley_presence
+ * notifications.  The listener (listen.c) hands those to presence_notify,
+ * which sends `presence` events to this relay's connections (every user
+ * with PARLEY_PRESENCE_SCOPE=all, the user's contacts with `contacts`).
+ *
+ * After a loss the queue is dropped and rebuilt from the registry: register
+ * (deleting this relay's old rows), then add every live connection.
+ *
+ * A new connection's row is written before its `welcome` (the caller waits,
+ * briefly and only while registered), so that a user's other connection
+ * closing at that moment never reports the user offline.
+ */
+#include "config.h"
+
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "relay.h"
+
+#define PRESENCE_QUEUE_MAX	100000
+#define PRESENCE_RETRY_MS	1000
+#define PRESENCE_BYE_MS		1000	/* unregister at exit, at most */
+
+enum presence_kind { PRESENCE_ADD, PRESENCE_DEL };
+
+struct presence_op {
+	struct presence_op	*next;
+	enum presence_kind	 kind;
+	uint64_t		 conn_id;
+	int64_t			 uid;
+	char			 sid[128];
+	char			 instance[RELAY_INSTANCE_MAX + 1];
+	int			 waiting;	/* a caller waits for it (under mu) */
+	int			 done;
+	int			 abandoned;	/* the caller gave up: we free */
+};
+
+static const struct db_stmt presence_stmts[] = {
+	{ STMT_REGISTER, "SELECT parley.relay_register($1::text)", 1 },
+	{ STMT_HEARTBEAT, "SELECT parley.relay_heartbeat($1::text)", 1 },
+	{ STMT_SWEEP, "SELECT parley.sweep_relays($1::interval)", 1 },
+	{ STMT_CONN_ADD, "SELECT parley.connection_add($1::text, $2::bigint, "
+	  "$3::bigint, $4::text, $5::text)", 5 },
+	{ STMT_CONN_DEL, "SELECT parley.connection_remove($1::text, $2::bigint)",
+	  2 },
+	{ STMT_UNREGISTER, "SELECT parley.relay_unregister($1::text)", 1 },
+	{ NULL, NULL, 0 }
+};
+
+static struct {
+	pthread_t		 th;
+	int			 started;
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 cv;
+	pthread_cond_t		 done_cv;	/* ops done (waiting callers) */
+	struct presence_op	*head, *tail;
+	size_t			 n;
+	int			 stop;
+	int			 resync;
+	atomic_int		 up;
+	struct db		 db;
+} pr = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* Done with ops: free them, or hand them back to waiting callers; mu held. */
+static void
+presence_release_locked(struct presence_op *op)
+{
+	struct presence_op	*next;
+
+	for (; op != NULL; op = next) {
+		next = op->next;
+		if (op->waiting && !op->abandoned) {
+			op->done = 1;
+			continue;
+		}
+		explicit_bzero(op->sid, sizeof(op->sid));
+		free(op);
+	}
+	pthread_cond_broadcast(&pr.done_cv);
+}
+
+static void
+presence_release(struct presence_op *op)
+{
+	pthread_mutex_lock(&pr.mu);
+	presence_release_locked(op);
+	pthread_mutex_unlock(&pr.mu);
+}
+
+/* Queue an op and, when wait_ms > 0 and registered, wait for it. */
+static void
+presence_enqueue(struct presence_op *op, int wait_ms)
+{
+	struct timespec	ts;
+
+	pthread_mutex_lock(&pr.mu);
+	if (!pr.started || pr.stop) {
+		pthread_mutex_unlock(&pr.mu);
+		free(op);
+		return;
+	}
+	if (pr.n >= PRESENCE_QUEUE_MAX) {
+		/* Too far behind: start over from the registry. */
+		presence_release_locked(pr.head);
+		pr.head = pr.tail = NULL;
+		pr.n = 0;
+		pr.resync = 1;
+		pthread_cond_signal(&pr.cv);
+		pthread_mutex_unlock(&pr.mu);
+		free(op);
+		return;
+	}
+	op->next = NULL;
+	op->waiting = wait_ms > 0 && atomic_load(&pr.up);
+	if (pr.tail != NULL)
+		pr.tail->next = op;
+	else
+		pr.head = op;
+	pr.tail = op;
+	pr.n++;
+	pthread_cond_signal(&pr.cv);
+	if (op->waiting) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += wait_ms / 1000;
+		ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (!op->done)
+			if (pthread_cond_timedwait(&pr.done_cv, &pr.mu, &ts) != 0)
+				break;
+		if (op->done) {
+			explicit_bzero(op->sid, sizeof(op->sid));
+			free(op);
+		} else {
+			op->abandoned = 1;
+		}
+	}
+	pthread_mutex_unlock(&pr.mu);
+}
+
+/* An authenticated connection opens; see relay.h. */
+void
+presence_add(struct conn *c, const struct auth_ident *id,
+    const char *instance, int wait_ms)
+{
+	struct presence_op	*op;
+
+	if ((op = calloc(1, sizeof(*op))) == NULL)
+		return;
+	op->kind = PRESENCE_ADD;
+	op->conn_id = c->id;
+	op->uid = id->uid;
+	util_strlcpy(op->sid, id->sid, sizeof(op->sid));
+	util_strlcpy(op->instance, instance, sizeof(op->instance));
+	c->presence = 1;
+	presence_enqueue(op, wait_ms);
+}
+
+/* An authenticated connection closed; see relay.h. */
+void
+presence_remove(struct conn *c)
+{
+	struct presence_op	*op;
+
+	if ((op = calloc(1, sizeof(*op))) == NULL)
+		return;
+	op->kind = PRESENCE_DEL;
+	op->conn_id = c->id;
+	presence_enqueue(op, 0);
+}
+
+/* Run one operation.  DB_* result; duplicates (23505) count as done. */
+static int
+presence_exec(struct presence_op *op)
+{
+	const char	*v[5];
+	char		 id[24], uid[24];
+	PGresult	*res = NULL;
+	int		 rc;
+
+	snprintf(id, sizeof(id), "%llu", (unsigned long long)op->conn_id);
+	snprintf(uid, sizeof(uid), "%lld", (long long)op->uid);
+	v[0] = rcfg_boot.relay_id;
+	v[1] = id;
+	if (op->kind == PRESENCE_ADD) {
+		v[2] = uid;
+		v[3] = op->sid;
+		v[4] = op->instance[0] != '\0' ? op->instance : NULL;
+		rc = dbpool_exec(&pr.db, STMT_CONN_ADD, 5, v, &res);
+	} else {
+		rc = dbpool_exec(&pr.db, STMT_CONN_DEL, 2, v, &res);
+	}
+	PQclear(res);
+	if (rc == DB_ERROR) {
+		if (strcmp(pr.db.sqlstate, "23505") != 0 &&
+		    strcmp(pr.db.sqlstate, "23503") != 0)
+			log_warnx("presence: %s", pr.db.err);
+		rc = DB_OK;
+	}
+	return rc;
+}
+
+struct presence_snap {
+	struct presence_op	*head;
+};
+
+static void
+presence_snap_conn(struct conn *c, void *arg)
+{
+	struct presence_snap	*s = arg;
+	struct presence_op	*op;
+	int			 open;
+
+	pthread_mutex_lock(&c->mu);
+	open = c->state == CONN_OPEN;
+	pthread_mutex_unlock(&c->mu);
+	if (!c->indexed || !open || (op = calloc(1, sizeof(*op))) == NULL)
+		return;
+	op->kind = PRESENCE_ADD;
+	op->conn_id = c->id;
+	op->uid = c->uid;
+	util_strlcpy(op->sid, c->sid, sizeof(op->sid));
+	util_strlcpy(op->instance, c->instance, sizeof(op->instance));
+	op->next = s->head;
+	s->head = op;
+}
+
+/* Register (dropping old rows) and add every live connection.  0 / -1. */
+static int
+presence_register(void)
+{
+	struct presence_snap	 s = { NULL };
+	struct presence_op	*op;
+	const char		*v[1] = { rcfg_boot.relay_id };
+	PGresult		*res = NULL;
+	int			 rc;
+
+	rc = dbpool_exec(&pr.db, STMT_REGISTER, 1, v, &res);
+	PQclear(res);
+	if (rc != DB_OK) {
+		if (rc == DB_ERROR)
+			log_warnx("presence: %s", pr.db.err);
+		return -1;
+	}
+	conn_foreach(presence_snap_conn, &s);
+	for (op = s.head; op != NULL; op = op->next)
+		if (presence_exec(op) != DB_OK) {
+			presence_release(s.head);
+			return -1;
+		}
+	presence_release(s.head);
+	log_info("presence: relay %s registered", rcfg_boot.relay_id);
+	return 0;
+}
+
+/* Heartbeat and sweep.  0, or -1 when registration must be redone. */
+static int
+presence_beat(int64_t heartbeat_ms)
+{
+	const char	*v[1];
+	char		 stale[48];
+	PGresult	*res = NULL;
+	int		 rc, alive;
+
+	v[0] = rcfg_boot.relay_id;
+	if ((rc = dbpool_exec(&pr.db, STMT_HEARTBEAT, 1, v, &res)) != DB_OK) {
+		PQclear(res);
+		return -1;
+	}
+	alive = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (!alive) {
+		log_warnx("presence: this relay was swept; registering again");
+		return -1;
+	}
+	snprintf(stale, sizeof(stale), "%lld milliseconds",
+	    (long long)(3 * heartbeat_ms));
+	v[0] = stale;
+	if (dbpool_exec(&pr.db, STMT_SWEEP, 1, v, &res) == DB_OK &&
+	    PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "0") != 0)
+		log_info("presence: swept %s dead relay(s)", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return 0;
+}
+
+/* At exit: remove this relay's rows, waiting at most PRESENCE_BYE_MS. */
+static void
+presence_bye(void)
+{
+	const char	*v[1] = { rcfg_boot.relay_id };
+	struct pollfd	 pfd;
+	PGresult	*res;
+	int64_t		 deadline = util_mono_ms() + PRESENCE_BYE_MS;
+	PGconn		*pg = pr.db.conn;
+
+	if (pg == NULL || PQstatus(pg) != CONNECTION_OK ||
+	    !PQsendQueryPrepared(pg, STMT_UNREGISTER, 1, v, NULL, NULL, 0))
+		return;
+	while (PQisBusy(pg)) {
+		int64_t left = deadline - util_mono_ms();
+
+		pfd.fd = PQsocket(pg);
+		pfd.events = POLLIN;
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0 ||
+		    !PQconsumeInput(pg))
+			return;		/* the rows go with the sweep */
+	}
+	while ((res = PQgetResult(pg)) != NULL)
+		PQclear(res);
+}
+
+static void *
+presence_main(void *arg)
+{
+	struct presence_op	*ops, *op;
+	struct timespec		 ts;
+	struct rcfg		*r;
+	int64_t			 now, next_beat = 0, wait_ms, hb;
+	int			 registered = 0, rc;
+
+	(void)arg;
+	pthread_mutex_lock(&pr.mu);
+	while (!pr.stop) {
+		r = rcfg_get();
+		hb = r->heartbeat_ms;
+		rcfg_put(r);
+		now = util_mono_ms();
+		if (!registered || pr.resync) {
+			/* The queue is rebuilt from the registry. */
+			presence_release_locked(pr.head);
+			pr.head = pr.tail = NULL;
+			pr.n = 0;
+			pr.resync = 0;
+			pthread_mutex_unlock(&pr.mu);
+			registered = presence_register() == 0;
+			atomic_store(&pr.up, registered);
+			next_beat = util_mono_ms() + hb;
+			pthread_mutex_lock(&pr.mu);
+			if (!registered) {
+				clock_gettime(CLOCK_MONOTONIC, &ts);
+				ts.tv_sec += PRESENCE_RETRY_MS / 1000;
+				pthread_cond_timedwait(&pr.cv, &pr.mu, &ts);
+			}
+			continue;
+		}
+		if (pr.head == NULL && now < next_beat) {
+			wait_ms = next_beat - now;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_sec += wait_ms / 1000;
+			ts.tv_nsec += (wait_ms % 1000) * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&pr.cv, &pr.mu, &ts);
+			continue;
+		}
+		ops = pr.head;
+		pr.head = pr.tail = NULL;
+		pr.n = 0;
+		pthread_mutex_unlock(&pr.mu);
+
+		rc = DB_OK;
+		for (op = ops; op != NULL && rc == DB_OK; op = op->next)
+			rc = presence_exec(op);
+		presence_release(ops);
+		if (rc == DB_OK && util_mono_ms() >= next_beat) {
+			rc = presence_beat(hb) == 0 ? DB_OK : DB_UNAVAILABLE;
+			next_beat = util_mono_ms() + hb;
+		}
+		if (rc != DB_OK) {
+			registered = 0;
+			atomic_store(&pr.up, 0);
+		}
+		pthread_mutex_lock(&pr.mu);
+	}
+	pthread_mutex_unlock(&pr.mu);
+	if (registered)
+		presence_bye();
+	return NULL;
+}
+
+/* Start the presence thread; see relay.h. */
+int
+presence_start(const char *conninfo)
+{
+	pthread_condattr_t	ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&pr.cv, &ca);
+	pthread_cond_init(&pr.done_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (db_init(&pr.db, conninfo, RELAY_PROGNAME "-presence",
+	    presence_stmts) == -1)
+		return -1;
+	pthread_mutex_lock(&pr.mu);
+	pr.started = 1;
+	pthread_mutex_unlock(&pr.mu);
+	if (pthread_create(&pr.th, NULL, presence_main, NULL) != 0) {
+		pr.started = 0;
+		return -1;
+	}
+	return 0;
+}
+
+/* Stop: unregister (bounded) and join; see relay.h. */
+void
+presence_stop(void)
+{
+	int	started;
+
+	pthread_mutex_lock(&pr.mu);
+	started = pr.started;
+	pr.stop = 1;
+	pthread_cond_broadcast(&pr.cv);
+	pthread_mutex_unlock(&pr.mu);
+	if (!started)
+		return;
+	pthread_join(pr.th, NULL);
+	presence_release(pr.head);
+	pr.head = pr.tail = NULL;
+	db_destroy(&pr.db);
+	pthread_cond_destroy(&pr.cv);
+	pthread_cond_destroy(&pr.done_cv);
+	pr.started = 0;
+}
+
+/* Is this relay registered with the presence connection up? */
+int
+presence_healthy(void)
+{
+	return atomic_load(&pr.up);
+}
+
+/* ---------------------------------------------------------------- events */
+
+struct presence_evt {
+	int64_t		 uid;
+	struct frame	*f;
+};
+
+static void
+presence_to_conn(struct conn *c, void *arg)
+{
+	struct presence_evt	*e = arg;
+
+	if (c->indexed && c->uid != e->uid)
+		outq_send(c, e->f);
+}
+
+/* parley_presence {op, user}; see relay.h. */
+void
+presence_notify(PGconn *pg, json_t *n)
+{
+	struct presence_evt	 e;
+	const char		*op = jsonutil_get_str(n, "op");
+	const char		*v[1];
+	char			 u[24], *s;
+	struct rcfg		*r;
+	PGresult		*res;
+	json_t			*j;
+	int			 contacts, i;
+
+	if (op == NULL || jsonutil_get_int(n, "user", &e.uid) == -1 ||
+	    (strcmp(op, "online") != 0 && strcmp(op, "offline") != 0))
+		return;
+	j = json_pack("{s:s, s:I, s:b}", "type", "presence", "user",
+	    (json_int_t)e.uid, "online", strcmp(op, "online") == 0);
+	s = jsonutil_dump(j);
+	json_decref(j);
+	if (s == NULL)
+		return;
+	e.f = outq_frame(0x1, s, strlen(s));
+	free(s);
+	if (e.f == NULL)
+		return;
+	r = rcfg_get();
+	contacts = r->presence_contacts;
+	rcfg_put(r);
+	if (!contacts) {
+		conn_foreach(presence_to_conn, &e);
+	} else {
+		snprintf(u, sizeof(u), "%lld", (long long)e.uid);
+		v[0] = u;
+		res = PQexecParams(pg, "SELECT parley.contact_ids($1::bigint)",
+		    1, NULL, v, NULL, NULL, 0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+			for (i = 0; i < PQntuples(res); i++)
+				conn_foreach_user(strtoll(PQgetvalue(res, i, 0),
+				    NULL, 10), presence_to_conn, &e);
+		} else {
+			log_warnx("presence: contact_ids: %s",
+			    PQresultErrorMessage(res));
+		}
+		PQclear(res);
+	}
+	outq_frame_unref(e.f);
+}
+
+/* ---------------------------------------------------------------- user_list */
+
+static void
+presence_users_run(struct job *job, struct db *db)
+{
+	struct cmd_job	*cj = (struct cmd_job *)job;
+	const char	*v[2];
+	char		 a[24];
+	struct rcfg	*r;
+	PGresult	*res = NULL;
+	json_t		*arr;
+	int		 rc, i;
+
+	r = rcfg_get();
+	v[1] = r->presence_contacts ? "contacts" : "all";
+	rcfg_put(r);
+	snprintf(a, sizeof(a), "%lld", (long long)cj->uid);
+	v[0] = a;
+	if ((rc = dbpool_exec(db, STMT_USERS, 2, v, &res)) != DB_OK) {
+		cmd_job_dberr(cj, db, rc);
+		goto done;
+	}
+	if ((arr = json_array()) == NULL)
+		goto done;
+	for (i = 0; i < PQntuples(res); i++)
+		json_array_append_new(arr, json_pack("{s:I, s:s, s:b}",
+		    "id", (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10),
+		    "name", PQgetvalue(res, i, 1),
+		    "online", strcmp(PQgetvalue(res, i, 2), "t") == 0));
+	cmd_job_reply(cj, json_pack("{s:s, s:o}", "type", "user_list",
+	    "users", arr));
+done:
+	PQclear(res);
+	cmd_job_free(cj);
+}
+
+/* `user_list`; see relay.h. */
+void
+presence_user_list(struct conn *c, json_t *msg, const char *ref)
+{
+	struct cmd_job	*cj;
+
+	(void)msg;
+	if ((cj = cmd_job_new(c, ref, sizeof(*cj), presence_users_run)) != NULL)
+		dbpool_submit(&cj->job);
+}

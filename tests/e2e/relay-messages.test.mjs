@@ -1,0 +1,250 @@
+// tests/e2e/relay-messages.test.mjs: commands and events of PROTOCOL.md §2
+// on one relay: strict decoding with `ref` echoed, ping, private and group
+// messages with the ack only after COMMIT, the idempotent retry, delivery to
+// every connection of the recipients and the sender's other connections
+// (not the sending one), seq order, membership enforced and removed live,
+// and the rate limit (rate_limited, then 4029).
+
+import { test, before, after } from 'node:test';
+import {
+  assert, skipReason, setupDatabase, writeHmacKey, makeUser, mint, startRelay,
+  Client, tmpDir, waitFor,
+} from './relay-helpers.mjs';
+
+const skip = skipReason() || false;
+let pg;
+let key;
+let relay;
+
+before(async () => {
+  if (skip)
+    return;
+  pg = await setupDatabase('relay-msg-pg');
+  key = writeHmacKey(tmpDir('relay-msg'));
+  relay = await startRelay({ pg, key, name: 'relay-msg' });
+});
+
+after(async () => {
+  if (relay)
+    await relay.stop();
+  if (pg)
+    await pg.stop();
+});
+
+const connect = async (u) => Client.connect(relay.url, await mint(key, u));
+const dm = (a, b) => `dm:${Math.min(a.id, b.id)}:${Math.max(a.id, b.id)}`;
+const TS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+test('ping gets pong with the ref and server_time', { skip }, async () => {
+  const u = await makeUser(pg, 'ping');
+  const c = await connect(u);
+  const p = await c.request({ type: 'ping', ref: 'p-1' });
+  assert.deepEqual(Object.keys(p).sort(), ['ref', 'server_time', 'type']);
+  assert.equal(p.type, 'pong');
+  assert.equal(p.ref, 'p-1');
+  assert.match(p.server_time, TS);
+  c.send({ type: 'ping' });
+  const q = await c.next('pong');
+  assert.equal(q.ref, undefined);
+  c.close();
+});
+
+test('strict decoding: bad_request and unknown_type, ref echoed', { skip }, async () => {
+  const u = await makeUser(pg, 'dec');
+  const v = await makeUser(pg, 'dec');
+  const c = await connect(u);
+  const err = async (msg, code) => {
+    const e = await c.request(msg);
+    assert.equal(e.type, 'error', JSON.stringify(e));
+    assert.equal(e.code, code, JSON.stringify(e));
+    assert.equal(e.ref, msg.ref);
+    assert.equal(typeof e.message, 'string');
+  };
+  c.send('{not json');
+  const e1 = await c.next('error');
+  assert.equal(e1.code, 'bad_request');
+  assert.equal(e1.ref, undefined);
+  c.send('[1,2]');
+  assert.equal((await c.next('error')).code, 'bad_request');
+  c.send(JSON.stringify({ type: 'ping', ref: 'x'.repeat(65) }));
+  const e2 = await c.next('error');
+  assert.equal(e2.code, 'bad_request');
+  c.send(JSON.stringify({ type: 'ping', ref: 7 }));
+  assert.equal((await c.next('error')).code, 'bad_request');
+  // Nesting beyond the parser's bound is refused, not parsed.
+  c.send(JSON.stringify({ type: 'ping', ref: 'deep', x: JSON.parse('['.repeat(40) + ']'.repeat(40)) }));
+  assert.equal((await c.next('error')).code, 'bad_request');
+  await err({ ref: 'r1' }, 'bad_request');
+  await err({ type: 5, ref: 'r2' }, 'bad_request');
+  await err({ type: 'no_such_command', ref: 'r3' }, 'unknown_type');
+  await err({ type: 'private_message', to: v.id, body: 'x', ref: 'r4' }, 'bad_request');
+  await err({ type: 'private_message', to: v.id, body: 'x', client_id: 'c'.repeat(65), ref: 'r5' }, 'bad_request');
+  await err({ type: 'private_message', to: String(v.id), body: 'x', client_id: 'c', ref: 'r6' }, 'bad_request');
+  await err({ type: 'private_message', to: v.id, client_id: 'c', ref: 'r7' }, 'bad_request');
+  await err({ type: 'private_message', to: u.id, body: 'me', client_id: 'self', ref: 'r8' }, 'bad_request');
+  await err({ type: 'private_message', to: 999999999, body: 'x', client_id: 'c9', ref: 'r9' }, 'not_found');
+  await err({ type: 'group_message', group: 1.5, body: 'x', client_id: 'c', ref: 'r10' }, 'bad_request');
+  assert.equal(Number(await pg.psql(`SELECT count(*) FROM parley.messages WHERE sender_id = ${u.id}`)), 0);
+  c.close();
+});
+
+test('private message: ack after commit, delivered to every connection but the sending one', { skip }, async () => {
+  const a = await makeUser(pg, 'alice');
+  const b = await makeUser(pg, 'bob');
+  const a1 = await connect(a);
+  const a2 = await connect(a);
+  const b1 = await connect(b);
+  const b2 = await connect(b);
+  const ack = await a1.request({ type: 'private_message', to: b.id, body: 'héllo ✓', client_id: 'm-1', ref: 'send-1' });
+  // The row is there when the ack arrives.
+  const row = await pg.psql(`SELECT id, conversation, seq, body FROM parley.messages WHERE sender_id = ${a.id} AND client_id = 'm-1'`);
+  assert.equal(ack.type, 'ack');
+  assert.equal(row, `${ack.id}|${dm(a, b)}|1|héllo ✓`);
+  assert.deepEqual(Object.keys(ack).sort(), ['client_id', 'conversation', 'id', 'ref', 'seq', 'ts', 'type']);
+  assert.deepEqual([ack.ref, ack.client_id, ack.conversation, ack.seq], ['send-1', 'm-1', dm(a, b), 1]);
+  assert.match(ack.ts, TS);
+  const expect = {
+    type: 'private_message', id: ack.id, conversation: dm(a, b), seq: 1,
+    from: { id: a.id, name: a.name }, to: b.id, body: 'héllo ✓', client_id: 'm-1', ts: ack.ts,
+  };
+  assert.deepEqual(await b1.next('private_message'), expect);
+  assert.deepEqual(await b2.next('private_message'), expect);
+  assert.deepEqual(await a2.next('private_message'), expect);
+  await a1.none('private_message');
+  // The reply goes the other way with the next seq.
+  const back = await b2.request({ type: 'private_message', to: a.id, body: 'hi', client_id: 'm-1' });
+  assert.equal(back.seq, 2);
+  const got = await a1.next('private_message');
+  assert.deepEqual([got.seq, got.from.id, got.to, got.body], [2, b.id, a.id, 'hi']);
+  assert.equal((await a2.next('private_message')).seq, 2);
+  assert.equal((await b1.next('private_message')).seq, 2);
+  await b2.none('private_message');
+  for (const c of [a1, a2, b1, b2])
+    c.close();
+});
+
+test('the ack waits for COMMIT: nothing while the conversation is locked', { skip }, async () => {
+  const a = await makeUser(pg, 'lock');
+  const b = await makeUser(pg, 'lock');
+  const ca = await connect(a);
+  const cb = await connect(b);
+  await ca.request({ type: 'private_message', to: b.id, body: 'first', client_id: 'l-1' });
+  await cb.next('private_message');
+  // Hold the conversation's counter row: post_message must wait for it.
+  const psql = pg.spawnPsql();
+  let out = '';
+  psql.stdout.on('data', (d) => { out += d; });
+  psql.stdin.write(`BEGIN;\nSELECT 'locked:' || id FROM parley.conversations WHERE id = '${dm(a, b)}' FOR UPDATE;\n`);
+  await waitFor(() => out.includes('locked:'), { what: 'the row lock' });
+  ca.send({ type: 'private_message', to: b.id, body: 'second', client_id: 'l-2', ref: 'l2' });
+  await ca.none((m) => m.ref === 'l2', 700);
+  await cb.none('private_message', 0);
+  assert.equal(Number(await pg.psql(`SELECT count(*) FROM parley.messages WHERE sender_id = ${a.id}`)), 1);
+  psql.stdin.write('COMMIT;\n\\q\n');
+  const ack = await ca.next((m) => m.ref === 'l2');
+  assert.equal(ack.type, 'ack');
+  assert.equal(ack.seq, 2);
+  assert.equal(await pg.psql(`SELECT body FROM parley.messages WHERE id = ${ack.id}`), 'second');
+  assert.equal((await cb.next('private_message')).body, 'second');
+  ca.close();
+  cb.close();
+});
+
+test('a repeated client_id acks the original and stores nothing', { skip }, async () => {
+  const a = await makeUser(pg, 'dup');
+  const b = await makeUser(pg, 'dup');
+  const ca = await connect(a);
+  const cb = await connect(b);
+  const first = await ca.request({ type: 'private_message', to: b.id, body: 'once', client_id: 'same', ref: 'd1' });
+  await cb.next('private_message');
+  const again = await ca.request({ type: 'private_message', to: b.id, body: 'once', client_id: 'same', ref: 'd2' });
+  assert.equal(again.type, 'ack');
+  assert.deepEqual([again.id, again.seq, again.ts, again.ref], [first.id, first.seq, first.ts, 'd2']);
+  // Also from another connection of the same user (a retry after a reconnect).
+  const ca2 = await connect(a);
+  const third = await ca2.request({ type: 'private_message', to: b.id, body: 'once', client_id: 'same' });
+  assert.equal(third.id, first.id);
+  await cb.none('private_message', 300);
+  await ca.none('private_message', 0);
+  assert.equal(Number(await pg.psql(`SELECT count(*) FROM parley.messages WHERE sender_id = ${a.id}`)), 1);
+  for (const c of [ca, ca2, cb])
+    c.close();
+});
+
+test('many messages arrive in seq order without gaps', { skip }, async () => {
+  const a = await makeUser(pg, 'seq');
+  const b = await makeUser(pg, 'seq');
+  const ca = await connect(a);
+  const cb = await connect(b);
+  const N = 30;
+  for (let i = 1; i <= N; i++)
+    ca.send({ type: 'private_message', to: b.id, body: `n${i}`, client_id: `s-${i}`, ref: `s${i}` });
+  const acks = [];
+  for (let i = 1; i <= N; i++)
+    acks.push(await ca.next((m) => m.type === 'ack'));
+  const got = [];
+  for (let i = 1; i <= N; i++)
+    got.push(await cb.next('private_message'));
+  assert.deepEqual(got.map((m) => m.seq), Array.from({ length: N }, (_, i) => i + 1));
+  assert.deepEqual(acks.map((m) => m.seq).sort((x, y) => x - y), Array.from({ length: N }, (_, i) => i + 1));
+  ca.close();
+  cb.close();
+});
+
+test('group messages: members get them, non-members get forbidden, removal is live', { skip }, async () => {
+  const a = await makeUser(pg, 'ga');
+  const b = await makeUser(pg, 'gb');
+  const c = await makeUser(pg, 'gc');
+  const gid = Number(await pg.psql(`SELECT parley.create_group('grp${process.pid}', 'private')`));
+  await pg.psql(`SELECT parley.add_member(${gid}, ${a.id}); SELECT parley.add_member(${gid}, ${b.id});`);
+  const ca = await connect(a);
+  const cb = await connect(b);
+  const cc = await connect(c);
+  const ack = await ca.request({ type: 'group_message', group: gid, body: 'to all', client_id: 'g-1', ref: 'g1' });
+  assert.deepEqual([ack.type, ack.conversation, ack.seq, ack.ref], ['ack', `group:${gid}`, 1, 'g1']);
+  assert.deepEqual(await cb.next('group_message'), {
+    type: 'group_message', id: ack.id, conversation: `group:${gid}`, seq: 1,
+    from: { id: a.id, name: a.name }, group: gid, body: 'to all', client_id: 'g-1', ts: ack.ts,
+  });
+  await cc.none('group_message');
+  const f = await cc.request({ type: 'group_message', group: gid, body: 'let me in', client_id: 'g-x', ref: 'gx' });
+  assert.deepEqual([f.type, f.code, f.ref], ['error', 'forbidden', 'gx']);
+  const nf = await cc.request({ type: 'group_message', group: 987654321, body: '?', client_id: 'g-y', ref: 'gy' });
+  assert.deepEqual([nf.type, nf.code], ['error', 'not_found']);
+  assert.equal(Number(await pg.psql(`SELECT count(*) FROM parley.messages WHERE sender_id = ${c.id}`)), 0);
+
+  // An administrator removes b in psql: b is told, delivery stops at once.
+  await pg.psql(`DELETE FROM parley.group_members WHERE group_id = ${gid} AND user_id = ${b.id}`);
+  assert.deepEqual(await cb.next('removed_from_group'), { type: 'removed_from_group', group: gid });
+  assert.deepEqual(await ca.next('member_left'), { type: 'member_left', group: gid, user: b.id });
+  const ack2 = await ca.request({ type: 'group_message', group: gid, body: 'without b', client_id: 'g-2' });
+  assert.equal(ack2.seq, 2);
+  await cb.none('group_message', 400);
+  const fb = await cb.request({ type: 'group_message', group: gid, body: 'still?', client_id: 'g-b' });
+  assert.equal(fb.code, 'forbidden');
+  // Added again (psql): told, and delivered again.
+  await pg.psql(`SELECT parley.add_member(${gid}, ${b.id})`);
+  assert.deepEqual(await cb.next('member_joined'), { type: 'member_joined', group: gid, user: b.id });
+  const ack3 = await ca.request({ type: 'group_message', group: gid, body: 'welcome back', client_id: 'g-3' });
+  const back = await cb.next('group_message');
+  assert.deepEqual([back.seq, back.body], [ack3.seq, 'welcome back']);
+  for (const x of [ca, cb, cc])
+    x.close();
+});
+
+test('rate limit: rate_limited with the ref, then 4029 for a flood', { skip }, async () => {
+  const u = await makeUser(pg, 'flood');
+  const c = await connect(u);
+  for (let i = 0; i < 200; i++)
+    c.send({ type: 'ping', ref: `f${i}` });
+  const limited = await c.next((m) => m.type === 'error' && m.code === 'rate_limited');
+  assert.match(limited.ref, /^f\d+$/);
+  const closed = await c.whenClosed();
+  assert.equal(closed.code, 4029);
+  const pongs = c.inbox.filter((m) => m.type === 'pong').length;
+  assert.ok(pongs >= 38 && pongs <= 45, `burst of 2 x 20/s allowed ${pongs}`);
+  // Others are not affected.
+  const d = await connect(u);
+  assert.equal((await d.request({ type: 'ping' })).type, 'pong');
+  d.close();
+});
