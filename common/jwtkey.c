@@ -16,12 +16,25 @@
  * public key as SubjectPublicKeyInfo for verifying (libjwt only accepts a
  * public key there).  ES256 signatures from libjwt 1.10 are raw R||S
  * (64 bytes, RFC 7518 §3.4), which any JWS library accepts.
+ *
+ * HS256 tokens are minted without libjwt, because its way (a jansson object
+ * per token, dumped, base64-encoded, then an HMAC that fetches SHA-256 from
+ * the provider each time) was most of the token service's CPU per token:
+ * the header segment is encoded once per key, the claims are written
+ * straight into a buffer with JSON string escaping (the same bytes
+ * jansson's compact, key-sorted dump gives), and the HMAC starts from a
+ * context keyed once at load and duplicated per token.  The jti comes from
+ * a per-thread buffer filled by getrandom(2) 512 bytes at a time (refilled
+ * after fork), not a system call per token.  RS256 and ES256, whose cost is
+ * the signature itself, still go through libjwt.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +57,8 @@
 #define JWTKEY_MAX_FILE		65536	/* bytes read from a key file */
 #define JWTKEY_HDR_DEPTH	2	/* header: an object, maybe one array */
 #define JWTKEY_CLAIMS_DEPTH	4
+#define JWTKEY_CLAIMS_BUF	2048	/* HS256 fast path; longer claims use libjwt */
+#define JWTKEY_RNG_BUF		512	/* random bytes fetched per getrandom(2) */
 
 struct jwtkey_ent {
 	unsigned char	*sign;		/* HMAC secret or private PKCS#8 PEM */
@@ -52,6 +67,9 @@ struct jwtkey_ent {
 	size_t		 verifylen;
 	json_t		*jwk;		/* public JWK (RSA/EC), or NULL */
 	char		 kid[64];
+	EVP_MAC_CTX	*mac;		/* HS256 signing key: HMAC keyed once */
+	char		*hdr;		/* HS256 signing key: header segment */
+	size_t		 hdrlen;
 };
 
 struct jwtkeyset {
@@ -388,6 +406,43 @@ jwtkey_kid_ok(const char *kid)
 	return 1;
 }
 
+/*
+ * What the HS256 fast path needs of the signing key: an HMAC-SHA256
+ * context keyed with the secret (duplicated for each token) and the
+ * base64url header segment, {"alg":"HS256","kid":"...","typ":"JWT"} with
+ * its members sorted as libjwt writes them.  The kid needs no escaping
+ * (jwtkey_kid_ok, or base64url when derived).
+ */
+static int
+jwtkey_prepare_hs(struct jwtkey_ent *k)
+{
+	OSSL_PARAM	 params[2];
+	EVP_MAC		*mac;
+	char		 hdr[128];
+	int		 n;
+
+	if ((mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
+		return -1;
+	k->mac = EVP_MAC_CTX_new(mac);
+	EVP_MAC_free(mac);	/* the context holds its own reference */
+	if (k->mac == NULL)
+		return -1;
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+	    (char *)"SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if (EVP_MAC_init(k->mac, k->sign, k->signlen, params) != 1)
+		return -1;
+	n = snprintf(hdr, sizeof(hdr), "{\"alg\":\"HS256\",\"kid\":\"%s\","
+	    "\"typ\":\"JWT\"}", k->kid);
+	if (n < 0 || (size_t)n >= sizeof(hdr))
+		return -1;
+	k->hdrlen = util_b64url_len((size_t)n);
+	if ((k->hdr = malloc(k->hdrlen + 1)) == NULL ||
+	    util_b64url_encode(hdr, (size_t)n, k->hdr, k->hdrlen + 1) < 0)
+		return -1;
+	return 0;
+}
+
 /* Load a key set; see jwtkey.h. */
 struct jwtkeyset *
 jwtkey_load(const char *alg, const char *files, const char *kid,
@@ -467,6 +522,15 @@ jwtkey_load(const char *alg, const char *files, const char *kid,
 				    j + 1, i + 1, ks->keys[i].kid);
 				goto fail;
 			}
+	/* Only a signer needs the fast path; without it libjwt signs. */
+	if (ks->alg == JWTKEY_HS256 && want_private &&
+	    jwtkey_prepare_hs(&ks->keys[0]) < 0) {
+		ERR_clear_error();
+		EVP_MAC_CTX_free(ks->keys[0].mac);
+		free(ks->keys[0].hdr);
+		ks->keys[0].mac = NULL;
+		ks->keys[0].hdr = NULL;
+	}
 	free(list);
 	return ks;
 fail:
@@ -488,6 +552,8 @@ jwtkey_free(struct jwtkeyset *ks)
 		jwtkey_wipe_free(ks->keys[i].sign, ks->keys[i].signlen);
 		jwtkey_wipe_free(ks->keys[i].verify, ks->keys[i].verifylen);
 		json_decref(ks->keys[i].jwk);
+		EVP_MAC_CTX_free(ks->keys[i].mac);	/* cleanses the key */
+		free(ks->keys[i].hdr);
 	}
 	explicit_bzero(ks, sizeof(*ks));
 	free(ks);
@@ -507,6 +573,219 @@ jwtkey_kid(const struct jwtkeyset *ks)
 	return ks->keys[0].kid;
 }
 
+/* ------------------------------------------------------------ minting */
+
+/*
+ * Random bytes for the jti, from a per-thread buffer filled by getrandom(2)
+ * JWTKEY_RNG_BUF bytes at a time.  The buffer is allocated by the first mint
+ * of a thread (a relay's many threads, which only verify, never pay for
+ * one) and freed when the thread ends.  A child process must not hand out
+ * what its parent buffered (the same jti twice): pthread_atfork bumps a
+ * generation in the child, and a buffer filled under another generation is
+ * refilled.
+ */
+struct jwtkey_rng {
+	unsigned char	buf[JWTKEY_RNG_BUF];
+	size_t		pos;
+	unsigned	gen;
+};
+
+static atomic_uint	jwtkey_fork_gen;
+static pthread_once_t	jwtkey_rng_once = PTHREAD_ONCE_INIT;
+static pthread_key_t	jwtkey_rng_key;
+static int		jwtkey_rng_keyed;
+
+static void
+jwtkey_rng_child(void)
+{
+	atomic_fetch_add(&jwtkey_fork_gen, 1);
+}
+
+static void
+jwtkey_rng_free(void *p)
+{
+	explicit_bzero(p, sizeof(struct jwtkey_rng));
+	free(p);
+}
+
+static void
+jwtkey_rng_setup(void)
+{
+	jwtkey_rng_keyed = pthread_key_create(&jwtkey_rng_key,
+	    jwtkey_rng_free) == 0;
+	(void)pthread_atfork(NULL, NULL, jwtkey_rng_child);
+}
+
+/* n random bytes, each handed out once and wiped from the buffer.  0 or -1. */
+static int
+jwtkey_random(void *out, size_t n)
+{
+	struct jwtkey_rng	*r;
+	unsigned		 g;
+
+	(void)pthread_once(&jwtkey_rng_once, jwtkey_rng_setup);
+	if (n > JWTKEY_RNG_BUF || !jwtkey_rng_keyed)
+		return util_random(out, n);
+	if ((r = pthread_getspecific(jwtkey_rng_key)) == NULL) {
+		if ((r = malloc(sizeof(*r))) == NULL)
+			return util_random(out, n);
+		r->pos = sizeof(r->buf);
+		r->gen = 0;
+		if (pthread_setspecific(jwtkey_rng_key, r) != 0) {
+			free(r);
+			return util_random(out, n);
+		}
+	}
+	g = atomic_load(&jwtkey_fork_gen);
+	if (r->pos + n > sizeof(r->buf) || r->gen != g) {
+		if (util_random(r->buf, sizeof(r->buf)) < 0)
+			return -1;
+		r->pos = 0;
+		r->gen = g;
+	}
+	memcpy(out, r->buf + r->pos, n);
+	explicit_bzero(r->buf + r->pos, n);
+	r->pos += n;
+	return 0;
+}
+
+/* A bounded output buffer for the claims; `over` once something did not fit. */
+struct jwtkey_buf {
+	char	*p;
+	size_t	 len, cap;
+	int	 over;
+};
+
+static void
+jwtkey_put(struct jwtkey_buf *b, const char *s, size_t n)
+{
+	if (b->over || n > b->cap - b->len) {
+		b->over = 1;
+		return;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+static void
+jwtkey_put_int(struct jwtkey_buf *b, int64_t v)
+{
+	char	num[24];
+	int	n = snprintf(num, sizeof(num), "%lld", (long long)v);
+
+	jwtkey_put(b, num, (size_t)n);
+}
+
+/*
+ * A JSON string in double quotes, escaped as jansson dumps it: '"' and '\',
+ * the short escapes for \b \f \n \r \t, \u00XX for other control
+ * characters, everything else (valid UTF-8 included) as it is.
+ */
+static void
+jwtkey_put_str(struct jwtkey_buf *b, const char *s)
+{
+	static const char	hex[] = "0123456789ABCDEF";
+	const unsigned char	*p = (const unsigned char *)s, *run = p;
+	char			 esc[6] = { '\\', 'u', '0', '0', 0, 0 };
+
+	jwtkey_put(b, "\"", 1);
+	for (; *p != '\0'; p++) {
+		if (*p >= 0x20 && *p != '"' && *p != '\\')
+			continue;
+		jwtkey_put(b, (const char *)run, (size_t)(p - run));
+		run = p + 1;
+		switch (*p) {
+		case '"':	jwtkey_put(b, "\\\"", 2); break;
+		case '\\':	jwtkey_put(b, "\\\\", 2); break;
+		case '\b':	jwtkey_put(b, "\\b", 2); break;
+		case '\f':	jwtkey_put(b, "\\f", 2); break;
+		case '\n':	jwtkey_put(b, "\\n", 2); break;
+		case '\r':	jwtkey_put(b, "\\r", 2); break;
+		case '\t':	jwtkey_put(b, "\\t", 2); break;
+		default:
+			esc[4] = hex[*p >> 4];
+			esc[5] = hex[*p & 15];
+			jwtkey_put(b, esc, 6);
+			break;
+		}
+	}
+	jwtkey_put(b, (const char *)run, (size_t)(p - run));
+	jwtkey_put(b, "\"", 1);
+}
+
+/*
+ * HS256 without libjwt: header.claims.signature into a new string.  The
+ * claims are the members libjwt writes, in its (sorted) order.  Returns
+ * the token, NULL with *fallback = 1 when the claims do not fit the
+ * buffer (the caller uses libjwt), or NULL with err set.
+ */
+static char *
+jwtkey_mint_hs(const struct jwtkey_ent *k, const struct jwtkey_params *pp,
+    const char *subs, const char *name, const char *sid, const char *jti,
+    int64_t now_s, int *fallback, char *err, size_t errlen)
+{
+	char			 claims[JWTKEY_CLAIMS_BUF];
+	unsigned char		 sig[EVP_MAX_MD_SIZE];
+	struct jwtkey_buf	 b = { claims, 0, sizeof(claims), 0 };
+	EVP_MAC_CTX		*mac = NULL;
+	char			*tok = NULL;
+	size_t			 clen, total, siglen = 0, off;
+
+	*fallback = 0;
+	jwtkey_put(&b, "{\"aud\":", 7);
+	jwtkey_put_str(&b, pp->audience);
+	jwtkey_put(&b, ",\"exp\":", 7);
+	jwtkey_put_int(&b, now_s + pp->ttl_s);
+	jwtkey_put(&b, ",\"iat\":", 7);
+	jwtkey_put_int(&b, now_s);
+	jwtkey_put(&b, ",\"iss\":", 7);
+	jwtkey_put_str(&b, pp->issuer);
+	jwtkey_put(&b, ",\"jti\":", 7);
+	jwtkey_put_str(&b, jti);
+	if (name != NULL) {
+		jwtkey_put(&b, ",\"name\":", 8);
+		jwtkey_put_str(&b, name);
+	}
+	jwtkey_put(&b, ",\"nbf\":", 7);
+	jwtkey_put_int(&b, now_s);
+	jwtkey_put(&b, ",\"sid\":", 7);
+	jwtkey_put_str(&b, sid);
+	jwtkey_put(&b, ",\"sub\":", 7);
+	jwtkey_put_str(&b, subs);
+	jwtkey_put(&b, "}", 1);
+	if (b.over) {
+		*fallback = 1;
+		return NULL;
+	}
+
+	clen = util_b64url_len(b.len);
+	/* header . claims . signature(43) NUL */
+	total = k->hdrlen + 1 + clen + 1 + util_b64url_len(32) + 1;
+	if ((tok = malloc(total)) == NULL) {
+		jwtkey_err(err, errlen, "out of memory");
+		return NULL;
+	}
+	memcpy(tok, k->hdr, k->hdrlen);
+	off = k->hdrlen;
+	tok[off++] = '.';
+	util_b64url_encode(claims, b.len, tok + off, total - off);
+	off += clen;
+	if ((mac = EVP_MAC_CTX_dup(k->mac)) == NULL ||
+	    EVP_MAC_update(mac, (const unsigned char *)tok, off) != 1 ||
+	    EVP_MAC_final(mac, sig, &siglen, sizeof(sig)) != 1 || siglen != 32) {
+		ERR_clear_error();
+		jwtkey_err(err, errlen, "cannot sign token");
+		free(tok);
+		tok = NULL;
+		goto out;
+	}
+	tok[off++] = '.';
+	util_b64url_encode(sig, siglen, tok + off, total - off);
+out:
+	EVP_MAC_CTX_free(mac);
+	return tok;
+}
+
 /* Mint a token; see jwtkey.h. */
 char *
 jwtkey_mint(const struct jwtkeyset *ks, const struct jwtkey_params *pp,
@@ -518,6 +797,7 @@ jwtkey_mint(const struct jwtkeyset *ks, const struct jwtkey_params *pp,
 	char			 jti[32], subs[24];
 	jwt_t			*jwt = NULL;
 	char			*tok = NULL, *out = NULL;
+	int			 fallback = 1;
 
 	if (k->signlen == 0) {
 		jwtkey_err(err, errlen, "no private key to sign with");
@@ -529,12 +809,21 @@ jwtkey_mint(const struct jwtkeyset *ks, const struct jwtkey_params *pp,
 		jwtkey_err(err, errlen, "invalid claims");
 		return NULL;
 	}
-	if (util_random(rnd, sizeof(rnd)) < 0) {
+	if (jwtkey_random(rnd, sizeof(rnd)) < 0) {
 		jwtkey_err(err, errlen, "no randomness: %s", strerror(errno));
 		return NULL;
 	}
 	util_b64url_encode(rnd, sizeof(rnd), jti, sizeof(jti));
 	snprintf(subs, sizeof(subs), "%lld", (long long)sub);
+
+	if (ks->alg == JWTKEY_HS256 && k->mac != NULL && k->hdr != NULL) {
+		out = jwtkey_mint_hs(k, pp, subs, name, sid, jti, now_s,
+		    &fallback, err, errlen);
+		if (out == NULL && !fallback)
+			return NULL;
+		if (out != NULL)
+			goto done;
+	}
 
 	if (jwt_new(&jwt) != 0 ||
 	    jwt_set_alg(jwt, ks->jalg, k->sign, (int)k->signlen) != 0 ||
@@ -558,6 +847,7 @@ jwtkey_mint(const struct jwtkeyset *ks, const struct jwtkey_params *pp,
 	}
 	out = tok;
 	tok = NULL;
+done:
 	if (exp != NULL)
 		*exp = now_s + pp->ttl_s;
 out:

@@ -62,6 +62,11 @@ const struct cfg_opt conf_opts[] = {
 	  "group of a --listen unix: socket (name or number)", "GROUP"),
 	CONF_OPT("PARLEY_MAX_BODY", "max-body", CFG_SIZE, "16k", 1,
 	  "largest login request body accepted", "SIZE"),
+	CONF_OPT("PARLEY_SESSION_CACHE", "session-cache", CFG_DURATION, "30s", 0,
+	  "answer a session from memory for at most this long (revocations "
+	  "apply at once through LISTEN); 0 turns the cache off", "DURATION"),
+	CONF_OPT("PARLEY_SESSION_CACHE_SIZE", "session-cache-size", CFG_INT,
+	  "10000", 0, "most sessions the session cache holds", "N"),
 	{ .env = NULL }
 };
 
@@ -233,6 +238,20 @@ conf_build(struct cfg_opt *opts, char *err, size_t errlen)
 		goto fail;
 	}
 	c->socket_group = cfg_str(opts, "PARLEY_SOCKET_GROUP");
+
+	v = cfg_num(opts, "PARLEY_SESSION_CACHE");
+	if (v < 0 || v > 86400 * 1000LL) {
+		snprintf(err, errlen, "session_cache: must be 0 (off) or at most 1d");
+		goto fail;
+	}
+	c->session_cache_ms = v;
+	v = cfg_num(opts, "PARLEY_SESSION_CACHE_SIZE");
+	if (v < 1 || v > 1000000) {
+		snprintf(err, errlen, "session_cache_size: must be between 1 and "
+		    "1000000");
+		goto fail;
+	}
+	c->session_cache_size = (size_t)v;
 	return c;
 fail:
 	conf_release(c);

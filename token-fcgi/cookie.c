@@ -9,12 +9,39 @@
  * than guessed at (a sibling subdomain can plant a cookie with our name),
  * so the client gets invalid_session and logs in again.  Other cookies are
  * none of our business and are skipped whatever they contain.
+ *
+ * The value is hashed on every request, so SHA-256 is fetched from
+ * OpenSSL's provider once rather than looked up by EVP_sha256() per call.
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "token.h"
+
+static pthread_once_t	 cookie_md_once = PTHREAD_ONCE_INIT;
+static EVP_MD		*cookie_md;	/* kept for the life of the process */
+
+static void
+cookie_md_fetch(void)
+{
+	cookie_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* SHA-256 with the pre-fetched digest (util_sha256 if the fetch failed). */
+static void
+cookie_sha256(const void *buf, size_t len, unsigned char out[UTIL_SHA256_LEN])
+{
+	unsigned int	olen = UTIL_SHA256_LEN;
+
+	(void)pthread_once(&cookie_md_once, cookie_md_fetch);
+	if (cookie_md == NULL ||
+	    EVP_Digest(buf, len, out, &olen, cookie_md, NULL) != 1)
+		util_sha256(buf, len, out);
+}
 
 /* RFC 6265 cookie-octet. */
 static int
@@ -123,7 +150,7 @@ cookie_hash(const char *header, const char *name,
 
 	r = cookie_find(header, name, value, sizeof(value));
 	if (r == COOKIE_FOUND)
-		util_sha256(value, strlen(value), hash);
+		cookie_sha256(value, strlen(value), hash);
 	explicit_bzero(value, sizeof(value));
 	return r;
 }

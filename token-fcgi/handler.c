@@ -42,9 +42,11 @@ handler_dispatch(struct request *req)
 {
 	const struct handler_route	*h;
 	struct reply			 r;
-	int64_t				 t0 = util_mono_ms();
+	int64_t				 t0 = 0;
 	int				 ok;
 
+	if (log_level >= LOG_LEVEL_DEBUG)
+		t0 = util_mono_ms();
 	if ((h = handler_find(req->route)) == NULL) {
 		reply_error(req, 404, "not_found", "no such resource");
 		goto done;

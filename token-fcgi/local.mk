@@ -18,6 +18,7 @@ token_fcgi_libtoken_a_SOURCES = \
 	token-fcgi/origin.c \
 	token-fcgi/reply.c \
 	token-fcgi/request.c \
+	token-fcgi/scache.c \
 	token-fcgi/server.c \
 	token-fcgi/session.c \
 	token-fcgi/store.c \
@@ -43,7 +44,9 @@ TOKEN_UNIT_TESTS = \
 	tests/unit/token_request.t \
 	tests/unit/token_reply.t \
 	tests/unit/token_conf.t \
-	tests/unit/token_handler.t
+	tests/unit/token_handler.t \
+	tests/unit/token_scache.t \
+	tests/unit/token_mint.t
 check_PROGRAMS += $(TOKEN_UNIT_TESTS)
 TESTS += $(TOKEN_UNIT_TESTS) \
 	tests/unit/token_manpage.sh \
@@ -79,3 +82,11 @@ tests_unit_token_conf_t_LDADD = $(TOKEN_LIBS)
 tests_unit_token_handler_t_SOURCES = tests/unit/token_handler.t.c tests/unit/tap.h tests/unit/token_fake.h tests/unit/token_keys.h
 tests_unit_token_handler_t_CFLAGS = $(TOKEN_CFLAGS) -I$(top_srcdir)/token-fcgi
 tests_unit_token_handler_t_LDADD = $(TOKEN_LIBS)
+
+tests_unit_token_scache_t_SOURCES = tests/unit/token_scache.t.c tests/unit/tap.h
+tests_unit_token_scache_t_CFLAGS = $(TOKEN_CFLAGS) -I$(top_srcdir)/token-fcgi
+tests_unit_token_scache_t_LDADD = $(TOKEN_LIBS)
+
+tests_unit_token_mint_t_SOURCES = tests/unit/token_mint.t.c tests/unit/tap.h tests/unit/token_keys.h
+tests_unit_token_mint_t_CFLAGS = $(TOKEN_CFLAGS) -I$(top_srcdir)/token-fcgi
+tests_unit_token_mint_t_LDADD = $(TOKEN_LIBS)

@@ -39,7 +39,7 @@ origin_hostchar(unsigned char c)
 int
 origin_canon(const char *in, char *out, size_t outlen)
 {
-	const char	*p, *hp, *colon;
+	const char	*p, *hp, *colon, *hend;
 	size_t		 slen, hlen, i, o = 0;
 	char		 scheme[16];
 
@@ -65,7 +65,21 @@ origin_canon(const char *in, char *out, size_t outlen)
 			return -1;
 	/* A port is what follows the last ':' outside an IPv6 literal. */
 	colon = strrchr(hp, ':');
-	if (colon != NULL && strchr(colon, ']') == NULL) {
+	if (colon != NULL && strchr(colon, ']') != NULL)
+		colon = NULL;
+	/*
+	 * The host before it: a name without ':' '[' ']', or one IPv6 literal
+	 * (RFC 3986 §3.2.2).  Else "https://a:b:443" would pass as "a:b".
+	 */
+	hend = colon != NULL ? colon : hp + hlen;
+	if (hp[0] == '[' ? hend - hp < 2 || hend[-1] != ']' ||
+	    memchr(hp + 1, '[', (size_t)(hend - hp - 1)) != NULL ||
+	    memchr(hp, ']', (size_t)(hend - hp - 1)) != NULL :
+	    memchr(hp, ':', (size_t)(hend - hp)) != NULL ||
+	    memchr(hp, '[', (size_t)(hend - hp)) != NULL ||
+	    memchr(hp, ']', (size_t)(hend - hp)) != NULL)
+		return -1;
+	if (colon != NULL) {
 		const char *port = colon + 1;
 
 		if (*port == '\0' || strspn(port, "0123456789") != strlen(port))

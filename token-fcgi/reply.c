@@ -39,6 +39,57 @@ reply_reason(int status)
 	}
 }
 
+/* A JSON string, escaped as jansson escapes it; see token.h. */
+int
+reply_json_str(char *out, size_t cap, size_t *len, const char *s)
+{
+	static const char	 hex[] = "0123456789ABCDEF";
+	const unsigned char	*p;
+	size_t			 o = *len;
+	char			 e[7];
+	size_t			 el;
+
+	if (o >= cap)
+		return -1;
+	out[o++] = '"';
+	for (p = (const unsigned char *)s; *p != '\0'; p++) {
+		el = 0;
+		switch (*p) {
+		case '"':	memcpy(e, "\\\"", 2); el = 2; break;
+		case '\\':	memcpy(e, "\\\\", 2); el = 2; break;
+		case '\b':	memcpy(e, "\\b", 2); el = 2; break;
+		case '\f':	memcpy(e, "\\f", 2); el = 2; break;
+		case '\n':	memcpy(e, "\\n", 2); el = 2; break;
+		case '\r':	memcpy(e, "\\r", 2); el = 2; break;
+		case '\t':	memcpy(e, "\\t", 2); el = 2; break;
+		default:
+			if (*p < 0x20) {
+				memcpy(e, "\\u00", 4);
+				e[4] = hex[*p >> 4];
+				e[5] = hex[*p & 15];
+				el = 6;
+			}
+			break;
+		}
+		if (el == 0) {
+			if (o + 1 >= cap)
+				return -1;
+			out[o++] = (char)*p;
+			continue;
+		}
+		if (o + el >= cap)
+			return -1;
+		memcpy(out + o, e, el);
+		o += el;
+	}
+	if (o + 1 >= cap)
+		return -1;
+	out[o++] = '"';
+	out[o] = '\0';
+	*len = o;
+	return 0;
+}
+
 /* Start a reply; see token.h. */
 void
 reply_init(struct reply *r, int status)
@@ -91,6 +142,7 @@ reply_send(struct request *req, struct reply *r, const char *ctype,
     const char *body, size_t len)
 {
 	char	 head[2048];
+	char	 small[4096];	/* every reply but odd ones fits */
 	char	*buf;
 	size_t	 hl, total;
 	int	 n, rc;
@@ -130,7 +182,9 @@ reply_send(struct request *req, struct reply *r, const char *ctype,
 	if (req->head || ctype == NULL)
 		len = 0;
 	total = hl + len;
-	if ((buf = malloc(total)) == NULL)
+	if (total <= sizeof(small))
+		buf = small;
+	else if ((buf = malloc(total)) == NULL)
 		return -1;
 	memcpy(buf, head, hl);
 	if (len > 0)
@@ -138,7 +192,10 @@ reply_send(struct request *req, struct reply *r, const char *ctype,
 	rc = req->io->write(req->ctx, buf, total);
 	/* The buffer may hold a token or a Set-Cookie secret. */
 	explicit_bzero(buf, total);
-	free(buf);
+	if (buf != small)
+		free(buf);
+	/* So may the headers (Set-Cookie). */
+	explicit_bzero(head, hl);
 	req->status = r->status;
 	return rc;
 }

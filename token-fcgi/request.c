@@ -10,6 +10,7 @@
  */
 #include "config.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,7 +137,20 @@ request_read_body(struct request *req, size_t cap, char **body, size_t *len)
 	buf[want] = '\0';
 	*body = buf;
 	*len = want;
+	req->body_read = 1;
 	return REQUEST_BODY_OK;
+}
+
+/* Nothing of the body left to read; see token.h. */
+int
+request_body_done(const struct request *req)
+{
+	size_t	len;
+
+	if (req->body_read)
+		return 1;
+	return request_content_length(req->content_length, SIZE_MAX, &len) ==
+	    REQUEST_BODY_OK && len == 0;
 }
 
 /* Wipe and free a body (it may hold a password). */

@@ -485,7 +485,14 @@ server_serve(struct worker *w)
 		reply_unavailable(&req);
 	else
 		handler_dispatch(&req);
-	FCGX_FFlush(w->fcgx.out);
+	/*
+	 * A body nobody read may still be on its way from the client: send
+	 * the reply before draining it.  Otherwise all that is left is the
+	 * end of the input the web server sends with the request, and the
+	 * reply leaves with the end of the response in one write (FCGX_Finish_r).
+	 */
+	if (!request_body_done(&req))
+		FCGX_FFlush(w->fcgx.out);
 	/* Keep a kept-alive connection in step, or give it up. */
 	if (request_drain(&req, SERVER_DRAIN_MAX) < 0)
 		w->fcgx.keepConnection = 0;
@@ -566,9 +573,12 @@ server_reload(struct server *s)
 	old = conf_acquire();
 	if (!server_same(old->listen, c->listen) || old->threads != c->threads ||
 	    old->socket_mode != c->socket_mode ||
-	    !server_same(old->socket_group, c->socket_group))
-		log_warnx("listen, threads, socket_mode and socket_group take "
-		    "effect only at the next start");
+	    !server_same(old->socket_group, c->socket_group) ||
+	    old->session_cache_ms != c->session_cache_ms ||
+	    old->session_cache_size != c->session_cache_size)
+		log_warnx("listen, threads, socket_mode, socket_group, "
+		    "session_cache and session_cache_size take effect only at "
+		    "the next start");
 	conf_publish(c);
 	log_info("configuration reloaded: alg=%s kid=%s",
 	    cfg_str(c->opts, "PARLEY_JWT_ALG"), jwtkey_kid(c->keys));
@@ -600,6 +610,23 @@ server_unlink_sock(void)
 	    st.st_ino == server_sock_ino)
 		(void)unlink(server_sock_path);
 	server_sock_path[0] = '\0';
+}
+
+/* One line at exit on how the session cache did. */
+static void
+server_cache_report(void)
+{
+	struct scache_stats	st;
+
+	if (!scache_enabled())
+		return;
+	scache_stats(&st);
+	log_info("session cache: %llu hits, %llu misses, %llu stored, "
+	    "%llu revoked, %llu flushes, %llu evicted, %zu entries",
+	    (unsigned long long)st.hits, (unsigned long long)st.misses,
+	    (unsigned long long)st.stores, (unsigned long long)st.revoked,
+	    (unsigned long long)st.flushes, (unsigned long long)st.evictions,
+	    st.entries);
 }
 
 /* Join every worker within the deadline; 0, or -1 if some are stuck. */
@@ -677,6 +704,13 @@ server_run(enum server_mode mode, int listen_fd, const struct cfg_cli *cli)
 		log_error("out of memory");
 		goto out;
 	}
+	/* Before the workers, which read it; its thread starts after them. */
+	if (c->session_cache_ms > 0 &&
+	    scache_init(c->session_cache_size, c->session_cache_ms) < 0) {
+		log_error("cannot allocate the session cache (%zu entries)",
+		    c->session_cache_size);
+		goto out;
+	}
 	for (i = 0; i < nthreads; i++) {
 		ws[i].srv = &s;
 		ws[i].id = i;
@@ -690,11 +724,15 @@ server_run(enum server_mode mode, int listen_fd, const struct cfg_cli *cli)
 		}
 		ws[i].started = 1;
 	}
-	log_info("parley-token %s: %s%s%s, %d threads, alg=%s kid=%s",
-	    PACKAGE_VERSION, server_mode_name(mode),
+	/* Without its thread the cache stays bypassed: slower, still right. */
+	if (scache_enabled())
+		(void)scache_start();
+	log_info("parley-token %s: %s%s%s, %d threads, alg=%s kid=%s, "
+	    "session cache %s", PACKAGE_VERSION, server_mode_name(mode),
 	    mode == SERVER_LISTEN ? " " : "",
 	    mode == SERVER_LISTEN ? c->listen : "", nthreads,
-	    cfg_str(c->opts, "PARLEY_JWT_ALG"), jwtkey_kid(c->keys));
+	    cfg_str(c->opts, "PARLEY_JWT_ALG"), jwtkey_kid(c->keys),
+	    scache_enabled() ? cfg_str(c->opts, "PARLEY_SESSION_CACHE") : "off");
 	conf_release(c);
 	c = NULL;
 
@@ -716,6 +754,8 @@ stop:
 	FCGX_ShutdownPending();
 	if (write(s.wake_fd, &one, sizeof(one)) != sizeof(one))
 		log_warn("eventfd write");
+	/* The LISTEN thread first: requests still running bypass the cache. */
+	scache_stop();
 	if (server_join(ws, nthreads) < 0) {
 		log_warnx("requests still running after %ds; exiting anyway",
 		    SERVER_JOIN_TIMEOUT_S);
@@ -723,7 +763,10 @@ stop:
 		_exit(atomic_load(&s.failed) ? 1 : 0);
 	}
 	status = atomic_load(&s.failed) ? 1 : 0;
+	server_cache_report();
 out:
+	scache_stop();
+	scache_free();
 	free(ws);
 	if (s.wake_fd >= 0)
 		close(s.wake_fd);

@@ -5,6 +5,9 @@
  * The cookie holds a random secret; the database holds only its SHA-256,
  * so a leaked sessions table opens no session.  A missing, malformed,
  * unknown, expired or revoked cookie is one answer: 401 invalid_session.
+ * Sessions are found through the session cache (scache.c) when it is on;
+ * logout always goes to the database and drops this process's cached
+ * entry at once (other processes learn of it from the notification).
  */
 #include "config.h"
 
@@ -19,6 +22,28 @@ session_cookie_hash(const struct request *req,
     unsigned char hash[UTIL_SHA256_LEN])
 {
 	return cookie_hash(req->cookie, req->conf->cookie_name, hash);
+}
+
+/* The session of a cookie hash: cache, else database; see token.h. */
+enum store_result
+session_find(struct request *req, const unsigned char hash[UTIL_SHA256_LEN],
+    struct store_user *out)
+{
+	enum store_result	r;
+	uint64_t		ticket;
+	int64_t			mono;
+
+	if (!scache_enabled())
+		return store_session(req->db, hash, out);
+	mono = util_mono_ms();
+	if (scache_get(hash, mono, util_now_ms() / 1000, out))
+		return STORE_OK;
+	/* Before the query: a revocation handled meanwhile voids the ticket. */
+	ticket = scache_ticket();
+	r = store_session(req->db, hash, out);
+	if (r == STORE_OK)
+		(void)scache_put(hash, out, ticket, mono);
+	return r;
 }
 
 static void
@@ -46,7 +71,7 @@ session_get(struct request *req)
 		session_invalid(req, 0);
 		goto out;
 	}
-	switch (store_session(req->db, hash, &u)) {
+	switch (session_find(req, hash, &u)) {
 	case STORE_OK:
 		break;
 	case STORE_NONE:
@@ -77,17 +102,21 @@ session_logout(struct request *req)
 {
 	unsigned char		 hash[UTIL_SHA256_LEN];
 	enum cookie_result	 cr;
-	struct reply		 r;
+	enum store_result	 r;
+	struct reply		 rep;
 
 	if ((cr = session_cookie_hash(req, hash)) != COOKIE_FOUND) {
 		session_invalid(req, cr == COOKIE_INVALID);
 		goto out;
 	}
-	switch (store_logout(req->db, hash)) {
+	r = store_logout(req->db, hash);
+	/* Whatever the database said, this process forgets the cookie now. */
+	scache_forget(hash);
+	switch (r) {
 	case STORE_OK:
-		reply_init(&r, 204);
-		reply_set_cookie(&r, req->conf, NULL, 0);
-		reply_send(req, &r, NULL, NULL, 0);
+		reply_init(&rep, 204);
+		reply_set_cookie(&rep, req->conf, NULL, 0);
+		reply_send(req, &rep, NULL, NULL, 0);
 		log_debug("logout ip=%s", req->remote_addr ? req->remote_addr : "-");
 		break;
 	case STORE_NONE:

@@ -6,6 +6,10 @@
  * database; never the cookie secret), signed by jwtkey with the current
  * key.  The answer must not be cached anywhere: Cache-Control: no-store
  * and, for HTTP/1.0 caches, Pragma: no-cache.
+ *
+ * This is the hot path of the service, so the session usually comes from
+ * the session cache (session_find) and the reply is written straight into
+ * a stack buffer instead of through a jansson object.
  */
 #include "config.h"
 
@@ -15,6 +19,40 @@
 #include "log.h"
 #include "token.h"
 
+#define TOKEN_BODY_MAX	(JWTKEY_MAX_TOKEN + 4096)
+
+/*
+ * The 200 body: {"token","token_type","expires_in","expires_at"[,"relay_url"]}
+ * into buf.  Returns its length, or 0 when it does not fit.
+ */
+static size_t
+token_body(char *buf, size_t cap, const char *jwt, int64_t now, int64_t exp,
+    const char *relay_url)
+{
+	size_t	len;
+	int	n;
+
+	n = snprintf(buf, cap, "{\"token\":\"%s\",\"token_type\":\"Bearer\","
+	    "\"expires_in\":%lld,\"expires_at\":%lld", jwt,
+	    (long long)(exp - now), (long long)exp);
+	if (n < 0 || (size_t)n >= cap)
+		return 0;
+	len = (size_t)n;
+	if (relay_url != NULL) {
+		if (len + 13 >= cap)
+			return 0;
+		memcpy(buf + len, ",\"relay_url\":", 13);
+		len += 13;
+		if (reply_json_str(buf, cap, &len, relay_url) < 0)
+			return 0;
+	}
+	if (len + 1 >= cap)
+		return 0;
+	buf[len++] = '}';
+	buf[len] = '\0';
+	return len;
+}
+
 /* POST token. */
 void
 token_handle(struct request *req)
@@ -23,16 +61,17 @@ token_handle(struct request *req)
 	struct store_user	 u;
 	struct reply		 r;
 	char			 err[256];
+	char			 body[TOKEN_BODY_MAX];
 	char			*jwt = NULL;
 	int64_t			 now, exp;
-	json_t			*o;
+	size_t			 len = 0;
 
 	if (session_cookie_hash(req, hash) != COOKIE_FOUND) {
 		reply_error(req, 401, "invalid_session",
 		    "no valid session: log in again");
 		goto out;
 	}
-	switch (store_session(req->db, hash, &u)) {
+	switch (session_find(req, hash, &u)) {
 	case STORE_OK:
 		break;
 	case STORE_NONE:
@@ -55,24 +94,22 @@ token_handle(struct request *req)
 		reply_internal(req);
 		goto out;
 	}
-	o = json_pack("{s:s, s:s, s:I, s:I}", "token", jwt,
-	    "token_type", "Bearer",
-	    "expires_in", (json_int_t)(exp - now),
-	    "expires_at", (json_int_t)exp);
-	if (o != NULL && req->conf->relay_url != NULL &&
-	    json_object_set_new(o, "relay_url",
-	    json_string(req->conf->relay_url)) < 0) {
-		json_decref(o);
-		o = NULL;
+	if ((len = token_body(body, sizeof(body), jwt, now, exp,
+	    req->conf->relay_url)) == 0) {
+		log_warnx_ratelimited(10, "token: reply too large");
+		reply_internal(req);
+		goto out;
 	}
 	reply_init(&r, 200);
 	reply_header(&r, "Pragma", "no-cache");
-	reply_json(req, &r, o);
+	reply_send(req, &r, "application/json", body, len);
 	log_debug("token uid=%lld exp=%lld", (long long)u.id, (long long)exp);
 out:
 	if (jwt != NULL) {
 		explicit_bzero(jwt, strlen(jwt));
 		free(jwt);
 	}
+	/* The body holds the token too. */
+	explicit_bzero(body, len);
 	explicit_bzero(hash, sizeof(hash));
 }

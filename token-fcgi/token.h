@@ -17,6 +17,7 @@
  *	token.c		POST token
  *	jwks.c		GET jwks.json
  *	store.c		the SQL functions the service calls
+ *	scache.c	the session cache and its LISTEN thread
  *	server.c	FastCGI: listening socket, worker threads, signals
  *	cgi.c		plain CGI: one request and exit
  */
@@ -98,6 +99,8 @@ struct conf {
 	/* Read once at startup; a reload that changes them only warns. */
 	const char		*listen;	/* NULL: stdin/systemd/CGI */
 	int			 threads;
+	int64_t			 session_cache_ms;	/* 0: no session cache */
+	size_t			 session_cache_size;	/* entries */
 	mode_t			 socket_mode;
 	const char		*socket_group;	/* NULL: unchanged */
 };
@@ -163,6 +166,7 @@ struct request {
 	struct db	*db;
 
 	int		 status;	/* of the reply sent, 0 before */
+	int		 body_read;	/* request_read_body read it all */
 };
 
 /* Fill *req from io (does not read the body). */
@@ -209,6 +213,14 @@ int	request_drain(struct request *req, size_t limit);
 /* Header value of a request: a pointer into it, or NULL. */
 const char *request_param(const struct request *req, const char *name);
 
+/*
+ * Is all of the request body consumed, so that what is left of the input
+ * is only the end of the stream the web server sends right after it (no
+ * body, or request_read_body read all of it)?  Then the reply can wait for
+ * request_drain and leave in one write with the end of the response.
+ */
+int	request_body_done(const struct request *req);
+
 /* ------------------------------------------------------------- reply.c */
 
 struct reply {
@@ -245,6 +257,13 @@ int	reply_unavailable(struct request *);
 int	reply_internal(struct request *);
 /* Reason phrase of a status ("Unauthorized"), "Unknown" otherwise. */
 const char *reply_reason(int status);
+
+/*
+ * Append s to out (at *len, out of cap bytes) as a JSON string in double
+ * quotes, escaped as jansson's dump escapes it, and NUL-terminate it.
+ * Returns 0 with *len advanced, or -1 (*len unchanged) when it does not fit.
+ */
+int	reply_json_str(char *out, size_t cap, size_t *len, const char *s);
 
 /*
  * Set-Cookie value for the session cookie: value with Max-Age=max_age_s,
@@ -416,6 +435,106 @@ enum store_result store_session(struct db *,
 /* parley.logout(): STORE_OK when a live session was revoked, STORE_NONE. */
 enum store_result store_logout(struct db *,
 	    const unsigned char hash[UTIL_SHA256_LEN]);
+
+/* ------------------------------------------------------------ scache.c */
+
+/*
+ * The session cache: SHA-256 of a cookie -> the session row
+ * parley.session_lookup returned for it, so that most token requests need
+ * no database round trip.  One per process (server mode only; CGI has
+ * none), with a bounded number of entries (clock eviction) that are
+ * answered for at most a TTL (PARLEY_SESSION_CACHE) and never at or past
+ * the session's expires_at.  Only live sessions are stored, never "no such
+ * session", so a fresh login works at once.
+ *
+ * Revocations come from a LISTEN connection on channel parley_session held
+ * by a thread of its own (scache_start): a "revoke" notification drops
+ * that sid's entries at once, "truncate" (or anything not understood)
+ * drops all.  While that connection is down the cache is bypassed (every
+ * lookup goes to the database), and it starts empty when LISTEN is back,
+ * since notifications sent in between are lost.  Every invalidation moves
+ * a generation counter; a lookup that began before one (scache_ticket)
+ * is not stored, so a row read just before its revocation cannot be cached
+ * after the notification was handled.  All functions are thread-safe.
+ */
+#define SCACHE_DEFAULT_SIZE	10000
+#define SCACHE_CHANNEL		"parley_session"
+
+struct scache_stats {
+	uint64_t	hits, misses, stores, revoked, flushes, evictions;
+	size_t		entries;
+};
+
+/*
+ * Set up an empty cache of `capacity` entries, each answered for at most
+ * ttl_ms, not live (scache_set_live) and without a LISTEN thread.  Call
+ * before any thread uses it.  Returns 0, or -1 (out of memory, or it is
+ * already set up).
+ */
+int	scache_init(size_t capacity, int64_t ttl_ms);
+/* Wipe and free the cache; nothing may use it any more.  Safe when unset. */
+void	scache_free(void);
+/* Is the cache set up (scache_init succeeded and scache_free not called)? */
+int	scache_enabled(void);
+
+/*
+ * Start the thread that LISTENs on parley_session with the current
+ * configuration's database (it reconnects with back-off, and when
+ * PARLEY_DB changes on reload) and makes the cache live while it listens.
+ * Returns 0 or -1 (logged).  scache_stop ends it (waiting at most a few
+ * seconds) and leaves the cache bypassed.
+ */
+int	scache_start(void);
+void	scache_stop(void);
+
+/*
+ * Take before asking the database; pass to scache_put.  0 when the cache
+ * is not live (then nothing will be stored).
+ */
+uint64_t scache_ticket(void);
+
+/*
+ * The cached session of a cookie hash, at monotonic time mono_ms and
+ * wall-clock time now_s.  Returns 1 with *out filled, or 0 (not cached,
+ * older than the TTL, expired, or the cache not live).
+ */
+int	scache_get(const unsigned char hash[UTIL_SHA256_LEN], int64_t mono_ms,
+	    int64_t now_s, struct store_user *out);
+
+/*
+ * Store what the database said of a cookie hash, as of mono_ms (taken
+ * before the query).  Does nothing, returning 0, when the cache is not
+ * live or was invalidated since `ticket`; 1 when stored.
+ */
+int	scache_put(const unsigned char hash[UTIL_SHA256_LEN],
+	    const struct store_user *u, uint64_t ticket, int64_t mono_ms);
+
+/* Drop one cookie hash's entry (logout in this process). */
+void	scache_forget(const unsigned char hash[UTIL_SHA256_LEN]);
+/* Drop every entry of session `sid`; returns how many there were. */
+size_t	scache_revoke(const char *sid);
+/* Drop everything. */
+void	scache_flush(void);
+/* Live (answer from memory) or bypassed; either way the cache is emptied. */
+void	scache_set_live(int live);
+
+/*
+ * Act on a parley_session payload: {"op":"revoke","sid":"12",...} drops
+ * that sid, {"op":"truncate"} and anything unexpected drop everything.
+ * Returns the number of entries dropped.
+ */
+size_t	scache_notify(const char *payload);
+
+/* Counters since scache_init. */
+void	scache_stats(struct scache_stats *);
+
+/*
+ * The session a cookie hash names, for the request: from the cache when it
+ * has it, else from parley.session_lookup (then cached).  Same results as
+ * store_session.  (session.c)
+ */
+enum store_result session_find(struct request *,
+	    const unsigned char hash[UTIL_SHA256_LEN], struct store_user *out);
 
 /* ------------------------------------------------------------ server.c */
 

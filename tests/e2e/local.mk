@@ -23,6 +23,8 @@ TESTS += tests/e2e/token-apache.test.mjs
 EXTRA_DIST += tests/e2e/token-apache.test.mjs
 TESTS += tests/e2e/token-badinput.test.mjs
 EXTRA_DIST += tests/e2e/token-badinput.test.mjs
+TESTS += tests/e2e/token-cache.test.mjs
+EXTRA_DIST += tests/e2e/token-cache.test.mjs
 
 # The harness keeps its clusters, logs and the initdb template under
 # tests/tmp of the build tree.

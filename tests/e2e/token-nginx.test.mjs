@@ -3,10 +3,13 @@
 // own FastCGI server on a Unix socket (mode 0660, group www-data), against a
 // real PostgreSQL with the parley schema.
 //
-// Four token services with their own nginx: `main` (HS256, defaults),
+// Five token services with their own nginx: `main` (HS256, defaults),
 // `dev` (HS256, plain-http cookie, custom cookie name, issuer, audience, kid,
-// TTLs, an Origin allowlist and a relay URL), `rs` (RS256) and `es` (ES256,
-// custom kid); then short-lived ones under spawn-fcgi (socket on stdin),
+// TTLs, an Origin allowlist and a relay URL), `rs` (RS256), `es` (ES256,
+// custom kid) and `nocache` (main's settings with PARLEY_SESSION_CACHE=0, for
+// session changes that no notification announces: those reach a cached
+// service only after PARLEY_SESSION_CACHE, see token-cache.test.mjs); then
+// short-lived ones under spawn-fcgi (socket on stdin),
 // under systemd-socket-activate (fd 3) and one reloaded with SIGHUP
 // (PROTOCOL.md §3).  Tokens are verified with the independent `jose`
 // library, with the HMAC secret or the JWKS the service publishes.  Failed
@@ -87,6 +90,20 @@ function assertJsonError(res, status, code, what = '') {
   assert.ok(res.json.message.length > 0, `${what} message not empty`);
 }
 
+/*
+ * A revocation reaches a service with the session cache on through a
+ * notification (parley-token(8), "Session cache"), within milliseconds:
+ * poll for at most a second before asserting the 401.
+ */
+async function assertRevoked(send, what) {
+  let r;
+  const deadline = Date.now() + 1000;
+  do {
+    r = await send();
+  } while (r.status === 200 && Date.now() < deadline && await new Promise((ok) => setTimeout(ok, 20, true)));
+  assertJsonError(r, 401, 'invalid_session', what);
+}
+
 async function startPair(name, key, extra = {}, mode = 'listen') {
   const token = await startToken({
     name: `token-${name}`, dir, mode,
@@ -136,6 +153,7 @@ before(async () => {
   keys.es = writeKey(dir, 'ES256');
   await Promise.all([
     startPair('main', keys.hs),
+    startPair('nocache', keys.hs, { PARLEY_SESSION_CACHE: '0' }),
     startPair('dev', keys.hs2, {
       PARLEY_COOKIE_SECURE: '0',
       PARLEY_COOKIE_NAME: 'chat_sid',
@@ -587,12 +605,15 @@ test('logout: 204, cookie cleared, row revoked; then session, token and logout a
 });
 
 test('an expired session is refused (row expired in SQL)', { skip }, async () => {
-  const cookie = await loginOk('main', 'frank');
-  assert.equal((await post('main', 'token', { cookie })).status, 200);
+  // Moving expires_at by hand sends no notification: with the session cache
+  // on it would take effect after PARLEY_SESSION_CACHE, so this runs with it
+  // off (natural expiry with the cache on: token-cache.test.mjs).
+  const cookie = await loginOk('nocache', 'frank');
+  assert.equal((await post('nocache', 'token', { cookie })).status, 200);
   const [row] = (await sessionsOf('frank')).slice(-1);
   await sql(`UPDATE parley.sessions SET expires_at = now() - interval '1 second' WHERE id = ${row.id}`);
-  assertJsonError(await get('main', 'session', { cookie }), 401, 'invalid_session', 'session');
-  assertJsonError(await post('main', 'token', { cookie }), 401, 'invalid_session', 'token');
+  assertJsonError(await get('nocache', 'session', { cookie }), 401, 'invalid_session', 'session');
+  assertJsonError(await post('nocache', 'token', { cookie }), 401, 'invalid_session', 'token');
 });
 
 test('sessions revoked with parley.revoke_sessions() are refused', { skip }, async () => {
@@ -600,10 +621,12 @@ test('sessions revoked with parley.revoke_sessions() are refused', { skip }, asy
   const b = await loginOk('rs', 'grace');
   const other = await loginOk('main', 'bob');
   const live = (await sessionsOf('grace')).filter((s) => !s.revoked).length;
+  assert.equal((await post('main', 'token', { cookie: a })).status, 200, 'a works (and is cached)');
+  assert.equal((await get('rs', 'session', { cookie: b })).status, 200, 'b works (and is cached)');
   const n = Number(await sql(`SELECT parley.revoke_sessions(${id.grace})`));
   assert.equal(n, live, 'revoke_sessions returns how many it revoked');
-  assertJsonError(await post('main', 'token', { cookie: a }), 401, 'invalid_session', 'token');
-  assertJsonError(await get('rs', 'session', { cookie: b }), 401, 'invalid_session', 'session on rs');
+  await assertRevoked(() => post('main', 'token', { cookie: a }), 'token');
+  await assertRevoked(() => get('rs', 'session', { cookie: b }), 'session on rs');
   assert.equal((await post('main', 'token', { cookie: other })).status, 200, 'other users keep their sessions');
   const again = await loginOk('main', 'grace');
   assert.equal((await post('main', 'token', { cookie: again })).status, 200, 'a new login works');
@@ -767,7 +790,10 @@ const appKeys = () => [
 
 test('a redefined parley.session_lookup over an application table is what the service uses', { skip }, async () => {
   // The contract only: same name, parameter and result columns; the token
-  // service passes SHA-256 of the cookie value.
+  // service passes SHA-256 of the cookie value.  These application sessions
+  // send no notifications, so a service with the session cache on would see
+  // them expire only after PARLEY_SESSION_CACHE: `nocache` is what such an
+  // integrator runs.
   await sql(`CREATE SCHEMA lookup_app;
     CREATE TABLE lookup_app.sessions (
         n          bigint GENERATED ALWAYS AS IDENTITY,
@@ -786,21 +812,21 @@ test('a redefined parley.session_lookup over an application table is what the se
     const n = await sql(`INSERT INTO lookup_app.sessions (cookie, user_id, expires_at)
                          VALUES ('${value}', ${id.dave}, now() + interval '1 hour') RETURNING n`);
     const cookie = `parley_session=${value}`;
-    const s = await get('main', 'session', { cookie });
+    const s = await get('nocache', 'session', { cookie });
     assert.equal(s.status, 200, `the application's session "${value}" is accepted: ${s.status} ${s.text}`);
     assert.deepEqual(s.json.user, { id: id.dave, name: 'dave' });
-    const t = await post('main', 'token', { cookie });
+    const t = await post('nocache', 'token', { cookie });
     assert.equal(t.status, 200, t.text);
     const { payload } = await jwtVerify(t.json.token, keys.hs.secret, { algorithms: ['HS256'] });
     assert.equal(payload.sub, String(id.dave));
     assert.equal(payload.sid, `app-${n}`, 'sid is the session_id the lookup returned');
     await sql(`UPDATE lookup_app.sessions SET expires_at = now() - interval '1 second' WHERE cookie = '${value}'`);
-    assertJsonError(await post('main', 'token', { cookie }), 401, 'invalid_session', 'after the application expired it');
+    assertJsonError(await post('nocache', 'token', { cookie }), 401, 'invalid_session', 'after the application expired it');
   }
   // parley's own sessions are no longer found: the function really is the one used.
-  const own = await login(svc.main.url, 'erin', PW.erin);
+  const own = await login(svc.nocache.url, 'erin', PW.erin);
   assert.equal(own.res.status, 200, 'login still stores a parley session');
-  assertJsonError(await post('main', 'token', { cookie: own.cookie }), 401, 'invalid_session', 'parley session under the redefined lookup');
+  assertJsonError(await post('nocache', 'token', { cookie: own.cookie }), 401, 'invalid_session', 'parley session under the redefined lookup');
 });
 
 test('the schema/README.md worked example ("Redefining the lookups") works with parley-token', { skip }, async () => {
@@ -821,9 +847,10 @@ test('the schema/README.md worked example ("Redefining the lookups") works with 
     assert.equal(payload.name, userName);
     const rowId = await sql(`SELECT id FROM app.sessions WHERE session_key = '${value}'`);
     assert.equal(payload.sid, rowId, 'sid is the application session row id, not its key');
-    // The application logs the user out: the cookie stops working at once.
+    // The application logs the user out: its trigger notifies, and the
+    // cookie stops working at once (within the notification's delay).
     await sql(`UPDATE app.sessions SET logged_out = true WHERE session_key = '${value}'`);
-    assertJsonError(await post('main', 'token', { cookie }), 401, 'invalid_session', 'after the application logout');
+    await assertRevoked(() => post('main', 'token', { cookie }), 'after the application logout');
   }
 });
 
