@@ -40,18 +40,6 @@ cfg_count(const struct cfg_opt *opts)
 	return n;
 }
 
-static __attribute__((format(printf, 3, 4))) void
-cfg_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list	ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Name of a source for --print-config and error messages. */
 const char *
 cfg_source_name(enum cfg_source src)
@@ -173,7 +161,7 @@ cfg_parse_args(const struct cfg_opt *opts, int argc, char **argv,
 		if (cfg_is_option(arg, "config", &val)) {
 			if (val == NULL) {
 				if (i + 1 >= argc) {
-					cfg_err(err, errlen, "option --config needs a FILE");
+					util_errf(err, errlen, "option --config needs a FILE");
 					return -1;
 				}
 				val = argv[++i];
@@ -188,7 +176,7 @@ cfg_parse_args(const struct cfg_opt *opts, int argc, char **argv,
 				continue;
 			if (val == NULL) {
 				if (i + 1 >= argc) {
-					cfg_err(err, errlen, "option --%s needs a %s",
+					util_errf(err, errlen, "option --%s needs a %s",
 					    opts[k].flag, opts[k].metavar ?
 					    opts[k].metavar : "value");
 					return -1;
@@ -202,7 +190,7 @@ cfg_parse_args(const struct cfg_opt *opts, int argc, char **argv,
 			if (j == cli->nflags) {
 				if (cli->nflags >= (int)(sizeof(cli->flag_env) /
 				    sizeof(cli->flag_env[0]))) {
-					cfg_err(err, errlen, "too many options");
+					util_errf(err, errlen, "too many options");
 					return -1;
 				}
 				cli->nflags++;
@@ -214,9 +202,9 @@ cfg_parse_args(const struct cfg_opt *opts, int argc, char **argv,
 		}
 		if (!found) {
 			if (strncmp(arg, "-", 1) == 0)
-				cfg_err(err, errlen, "unknown option '%.64s' (try --help)", arg);
+				util_errf(err, errlen, "unknown option '%.64s' (try --help)", arg);
 			else
-				cfg_err(err, errlen, "unexpected argument '%.64s' (try --help)", arg);
+				util_errf(err, errlen, "unexpected argument '%.64s' (try --help)", arg);
 			return -1;
 		}
 	}
@@ -313,13 +301,13 @@ cfg_read_file(const struct cfg_opt *opts, struct cfg_work *w, const char *path,
 	int	 lineno = 0, rc = -1;
 
 	if ((fp = fopen(path, "re")) == NULL) {
-		cfg_err(err, errlen, "%s: %s", path, strerror(errno));
+		util_errf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	while ((len = getline(&line, &cap, fp)) >= 0) {
 		lineno++;
 		if ((size_t)len != strlen(line)) {
-			cfg_err(err, errlen, "%s:%d: NUL byte in line", path, lineno);
+			util_errf(err, errlen, "%s:%d: NUL byte in line", path, lineno);
 			goto out;
 		}
 		p = line;
@@ -328,7 +316,7 @@ cfg_read_file(const struct cfg_opt *opts, struct cfg_work *w, const char *path,
 		if (*p == '\0' || *p == '#')
 			continue;
 		if ((eq = strchr(p, '=')) == NULL) {
-			cfg_err(err, errlen, "%s:%d: expected 'key = value'",
+			util_errf(err, errlen, "%s:%d: expected 'key = value'",
 			    path, lineno);
 			goto out;
 		}
@@ -340,28 +328,28 @@ cfg_read_file(const struct cfg_opt *opts, struct cfg_work *w, const char *path,
 			if (strcmp(cfg_key(&opts[i], key, sizeof(key)), p) == 0)
 				break;
 		if (i == w->n) {
-			cfg_err(err, errlen, "%s:%d: unknown key '%.64s'", path,
+			util_errf(err, errlen, "%s:%d: unknown key '%.64s'", path,
 			    lineno, p);
 			goto out;
 		}
 		if (w->src[i] == CFG_SRC_FILE) {
-			cfg_err(err, errlen, "%s:%d: duplicate key '%s' (first on line %d)",
+			util_errf(err, errlen, "%s:%d: duplicate key '%s' (first on line %d)",
 			    path, lineno, p, w->line[i]);
 			goto out;
 		}
 		if ((vlen = cfg_file_value(eq + 1, &val)) < 0) {
-			cfg_err(err, errlen, "%s:%d: %s: bad quoting", path,
+			util_errf(err, errlen, "%s:%d: %s: bad quoting", path,
 			    lineno, p);
 			goto out;
 		}
 		if (cfg_set(w, i, val, (size_t)vlen, CFG_SRC_FILE) < 0) {
-			cfg_err(err, errlen, "out of memory");
+			util_errf(err, errlen, "out of memory");
 			goto out;
 		}
 		w->line[i] = lineno;
 	}
 	if (ferror(fp)) {
-		cfg_err(err, errlen, "%s: %s", path, strerror(errno));
+		util_errf(err, errlen, "%s: %s", path, strerror(errno));
 		goto out;
 	}
 	rc = 0;
@@ -451,7 +439,7 @@ cfg_parse_typed(const struct cfg_opt *opts, struct cfg_work *w,
 			continue;
 		cfg_key(&opts[i], key, sizeof(key));
 		cfg_origin(&opts[i], w, i, path, origin, sizeof(origin));
-		cfg_err(err, errlen, "%s: invalid %s '%.64s' (from %s)", key,
+		util_errf(err, errlen, "%s: invalid %s '%.64s' (from %s)", key,
 		    cfg_type_names[opts[i].type], v, origin);
 		return -1;
 	}
@@ -494,14 +482,14 @@ cfg_load(struct cfg_opt *opts, const struct cfg_cli *cli, char *err,
 	w.num = calloc(w.n + 1, sizeof(*w.num));
 	w.line = calloc(w.n + 1, sizeof(*w.line));
 	if (!w.val || !w.src || !w.num || !w.line) {
-		cfg_err(err, errlen, "out of memory");
+		util_errf(err, errlen, "out of memory");
 		goto out;
 	}
 	for (i = 0; i < w.n; i++)
 		if (opts[i].def != NULL &&
 		    cfg_set(&w, i, opts[i].def, strlen(opts[i].def),
 		    CFG_SRC_DEFAULT) < 0) {
-			cfg_err(err, errlen, "out of memory");
+			util_errf(err, errlen, "out of memory");
 			goto out;
 		}
 
@@ -516,7 +504,7 @@ cfg_load(struct cfg_opt *opts, const struct cfg_cli *cli, char *err,
 	for (i = 0; i < w.n; i++)
 		if ((ev = getenv(opts[i].env)) != NULL && *ev != '\0' &&
 		    cfg_set(&w, i, ev, strlen(ev), CFG_SRC_ENV) < 0) {
-			cfg_err(err, errlen, "out of memory");
+			util_errf(err, errlen, "out of memory");
 			goto out;
 		}
 
@@ -528,7 +516,7 @@ cfg_load(struct cfg_opt *opts, const struct cfg_cli *cli, char *err,
 			continue;
 		if (cfg_set(&w, i, cli->flag_val[f], strlen(cli->flag_val[f]),
 		    CFG_SRC_FLAG) < 0) {
-			cfg_err(err, errlen, "out of memory");
+			util_errf(err, errlen, "out of memory");
 			goto out;
 		}
 	}

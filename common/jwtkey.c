@@ -80,18 +80,6 @@ struct jwtkeyset {
 	struct jwtkey_ent	 keys[JWTKEY_MAX_KEYS];
 };
 
-static __attribute__((format(printf, 3, 4))) void
-jwtkey_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list	ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static void
 jwtkey_wipe_free(void *p, size_t n)
 {
@@ -116,29 +104,29 @@ jwtkey_read_file(const char *path, size_t *len, char *err, size_t errlen)
 	int		 fd;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
-		jwtkey_err(err, errlen, "key file %s: %s", path, strerror(errno));
+		util_errf(err, errlen, "key file %s: %s", path, strerror(errno));
 		return NULL;
 	}
 	if (fstat(fd, &st) < 0) {
-		jwtkey_err(err, errlen, "key file %s: %s", path, strerror(errno));
+		util_errf(err, errlen, "key file %s: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		jwtkey_err(err, errlen, "key file %s is not a regular file", path);
+		util_errf(err, errlen, "key file %s is not a regular file", path);
 		goto fail;
 	}
 	if (st.st_mode & (S_IROTH | S_IWOTH | S_IXOTH)) {
-		jwtkey_err(err, errlen, "key file %s is accessible by other users "
+		util_errf(err, errlen, "key file %s is accessible by other users "
 		    "(mode %04o); chmod o-rwx it", path, (unsigned)st.st_mode & 07777);
 		goto fail;
 	}
 	if (st.st_size > JWTKEY_MAX_FILE) {
-		jwtkey_err(err, errlen, "key file %s is larger than %d bytes",
+		util_errf(err, errlen, "key file %s is larger than %d bytes",
 		    path, JWTKEY_MAX_FILE);
 		goto fail;
 	}
 	if ((buf = malloc(JWTKEY_MAX_FILE + 1)) == NULL) {
-		jwtkey_err(err, errlen, "out of memory");
+		util_errf(err, errlen, "out of memory");
 		goto fail;
 	}
 	for (;;) {
@@ -146,7 +134,7 @@ jwtkey_read_file(const char *path, size_t *len, char *err, size_t errlen)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			jwtkey_err(err, errlen, "key file %s: %s", path,
+			util_errf(err, errlen, "key file %s: %s", path,
 			    strerror(errno));
 			goto fail;
 		}
@@ -154,7 +142,7 @@ jwtkey_read_file(const char *path, size_t *len, char *err, size_t errlen)
 			break;
 		got += (size_t)r;
 		if (got > JWTKEY_MAX_FILE) {
-			jwtkey_err(err, errlen, "key file %s is larger than %d "
+			util_errf(err, errlen, "key file %s is larger than %d "
 			    "bytes", path, JWTKEY_MAX_FILE);
 			goto fail;
 		}
@@ -298,18 +286,18 @@ jwtkey_load_pem(struct jwtkeyset *ks, struct jwtkey_ent *k, const char *path,
 	}
 	if (pkey == NULL) {
 		ERR_clear_error();
-		jwtkey_err(err, errlen, "key file %s holds no PEM key OpenSSL can "
+		util_errf(err, errlen, "key file %s holds no PEM key OpenSSL can "
 		    "read (encrypted keys are not supported)", path);
 		goto out;
 	}
 	if (ks->alg == JWTKEY_RS256) {
 		if (!EVP_PKEY_is_a(pkey, "RSA")) {
-			jwtkey_err(err, errlen, "key file %s: RS256 needs an RSA "
+			util_errf(err, errlen, "key file %s: RS256 needs an RSA "
 			    "key", path);
 			goto out;
 		}
 		if (EVP_PKEY_get_bits(pkey) < 2048) {
-			jwtkey_err(err, errlen, "key file %s: RSA key of %d bits; "
+			util_errf(err, errlen, "key file %s: RSA key of %d bits; "
 			    "RS256 needs at least 2048", path,
 			    EVP_PKEY_get_bits(pkey));
 			goto out;
@@ -319,13 +307,13 @@ jwtkey_load_pem(struct jwtkeyset *ks, struct jwtkey_ent *k, const char *path,
 		    !EVP_PKEY_get_utf8_string_param(pkey,
 		    OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL) ||
 		    strcmp(group, "prime256v1") != 0) {
-			jwtkey_err(err, errlen, "key file %s: ES256 needs an EC "
+			util_errf(err, errlen, "key file %s: ES256 needs an EC "
 			    "P-256 key", path);
 			goto out;
 		}
 	}
 	if (want_private && !private) {
-		jwtkey_err(err, errlen, "key file %s holds a public key; "
+		util_errf(err, errlen, "key file %s holds a public key; "
 		    "signing needs the private key", path);
 		goto out;
 	}
@@ -340,7 +328,7 @@ jwtkey_load_pem(struct jwtkeyset *ks, struct jwtkey_ent *k, const char *path,
 	rc = 0;
 	goto out;
 oom:
-	jwtkey_err(err, errlen, "key file %s: cannot process key", path);
+	util_errf(err, errlen, "key file %s: cannot process key", path);
 out:
 	EVP_PKEY_free(pkey);
 	BIO_free(bio);
@@ -363,12 +351,12 @@ jwtkey_load_hmac(struct jwtkey_ent *k, const char *path, unsigned char *buf,
 			len--;
 	}
 	if (len < 32) {
-		jwtkey_err(err, errlen, "key file %s: HMAC secret of %zu bytes; "
+		util_errf(err, errlen, "key file %s: HMAC secret of %zu bytes; "
 		    "HS256 needs at least 32", path, len);
 		return -1;
 	}
 	if ((k->sign = malloc(len)) == NULL || (k->verify = malloc(len)) == NULL) {
-		jwtkey_err(err, errlen, "out of memory");
+		util_errf(err, errlen, "out of memory");
 		return -1;
 	}
 	memcpy(k->sign, buf, len);
@@ -382,7 +370,7 @@ jwtkey_load_hmac(struct jwtkey_ent *k, const char *path, unsigned char *buf,
 	    EVP_DigestUpdate(md, buf, len) != 1 ||
 	    EVP_DigestFinal_ex(md, h, &hl) != 1) {
 		EVP_MD_CTX_free(md);
-		jwtkey_err(err, errlen, "key file %s: cannot hash secret", path);
+		util_errf(err, errlen, "key file %s: cannot hash secret", path);
 		return -1;
 	}
 	EVP_MD_CTX_free(md);
@@ -455,7 +443,7 @@ jwtkey_load(const char *alg, const char *files, const char *kid,
 	int			 i, j;
 
 	if ((ks = calloc(1, sizeof(*ks))) == NULL) {
-		jwtkey_err(err, errlen, "out of memory");
+		util_errf(err, errlen, "out of memory");
 		return NULL;
 	}
 	if (alg != NULL && strcmp(alg, "HS256") == 0) {
@@ -468,17 +456,17 @@ jwtkey_load(const char *alg, const char *files, const char *kid,
 		ks->alg = JWTKEY_ES256;
 		ks->jalg = JWT_ALG_ES256;
 	} else {
-		jwtkey_err(err, errlen, "unsupported JWT algorithm '%.32s' "
+		util_errf(err, errlen, "unsupported JWT algorithm '%.32s' "
 		    "(HS256, RS256 or ES256)", alg ? alg : "");
 		goto fail;
 	}
 	ks->algname = alg[0] == 'H' ? "HS256" : alg[0] == 'R' ? "RS256" : "ES256";
 	if (kid != NULL && *kid != '\0' && !jwtkey_kid_ok(kid)) {
-		jwtkey_err(err, errlen, "invalid kid (1-63 printable characters)");
+		util_errf(err, errlen, "invalid kid (1-63 printable characters)");
 		goto fail;
 	}
 	if (files == NULL || (list = strdup(files)) == NULL) {
-		jwtkey_err(err, errlen, files ? "out of memory" : "no key file");
+		util_errf(err, errlen, files ? "out of memory" : "no key file");
 		goto fail;
 	}
 	for (path = strtok_r(list, ",", &save); path != NULL;
@@ -491,7 +479,7 @@ jwtkey_load(const char *alg, const char *files, const char *kid,
 		if (*p == '\0')
 			continue;
 		if (ks->nkeys == JWTKEY_MAX_KEYS) {
-			jwtkey_err(err, errlen, "more than %d key files",
+			util_errf(err, errlen, "more than %d key files",
 			    JWTKEY_MAX_KEYS);
 			goto fail;
 		}
@@ -509,7 +497,7 @@ jwtkey_load(const char *alg, const char *files, const char *kid,
 		buf = NULL;
 	}
 	if (ks->nkeys == 0) {
-		jwtkey_err(err, errlen, "no key file");
+		util_errf(err, errlen, "no key file");
 		goto fail;
 	}
 	if (kid != NULL && *kid != '\0')
@@ -517,7 +505,7 @@ jwtkey_load(const char *alg, const char *files, const char *kid,
 	for (i = 0; i < ks->nkeys; i++)
 		for (j = 0; j < i; j++)
 			if (strcmp(ks->keys[i].kid, ks->keys[j].kid) == 0) {
-				jwtkey_err(err, errlen, "key files %d and %d have "
+				util_errf(err, errlen, "key files %d and %d have "
 				    "the same kid '%s' (the same key twice?)",
 				    j + 1, i + 1, ks->keys[i].kid);
 				goto fail;
@@ -762,7 +750,7 @@ jwtkey_mint_hs(const struct jwtkey_ent *k, const struct jwtkey_params *pp,
 	/* header . claims . signature(43) NUL */
 	total = k->hdrlen + 1 + clen + 1 + util_b64url_len(32) + 1;
 	if ((tok = malloc(total)) == NULL) {
-		jwtkey_err(err, errlen, "out of memory");
+		util_errf(err, errlen, "out of memory");
 		return NULL;
 	}
 	memcpy(tok, k->hdr, k->hdrlen);
@@ -774,7 +762,7 @@ jwtkey_mint_hs(const struct jwtkey_ent *k, const struct jwtkey_params *pp,
 	    EVP_MAC_update(mac, (const unsigned char *)tok, off) != 1 ||
 	    EVP_MAC_final(mac, sig, &siglen, sizeof(sig)) != 1 || siglen != 32) {
 		ERR_clear_error();
-		jwtkey_err(err, errlen, "cannot sign token");
+		util_errf(err, errlen, "cannot sign token");
 		free(tok);
 		tok = NULL;
 		goto out;
@@ -800,17 +788,17 @@ jwtkey_mint(const struct jwtkeyset *ks, const struct jwtkey_params *pp,
 	int			 fallback = 1;
 
 	if (k->signlen == 0) {
-		jwtkey_err(err, errlen, "no private key to sign with");
+		util_errf(err, errlen, "no private key to sign with");
 		return NULL;
 	}
 	if (sub <= 0 || sid == NULL || *sid == '\0' || strlen(sid) > 127 ||
 	    (name != NULL && (strlen(name) > 255 ||
 	    !util_utf8_valid(name, strlen(name)))) || pp->ttl_s <= 0) {
-		jwtkey_err(err, errlen, "invalid claims");
+		util_errf(err, errlen, "invalid claims");
 		return NULL;
 	}
 	if (jwtkey_random(rnd, sizeof(rnd)) < 0) {
-		jwtkey_err(err, errlen, "no randomness: %s", strerror(errno));
+		util_errf(err, errlen, "no randomness: %s", strerror(errno));
 		return NULL;
 	}
 	util_b64url_encode(rnd, sizeof(rnd), jti, sizeof(jti));
@@ -838,11 +826,11 @@ jwtkey_mint(const struct jwtkeyset *ks, const struct jwtkey_params *pp,
 	    jwt_add_grant_int(jwt, "nbf", (long)now_s) != 0 ||
 	    jwt_add_grant_int(jwt, "exp", (long)(now_s + pp->ttl_s)) != 0 ||
 	    jwt_add_grant(jwt, "jti", jti) != 0) {
-		jwtkey_err(err, errlen, "cannot build token");
+		util_errf(err, errlen, "cannot build token");
 		goto out;
 	}
 	if ((tok = jwt_encode_str(jwt)) == NULL) {
-		jwtkey_err(err, errlen, "cannot sign token");
+		util_errf(err, errlen, "cannot sign token");
 		goto out;
 	}
 	out = tok;

@@ -54,6 +54,13 @@ int	util_utf8_valid(const void *s, size_t n);
 /* Constant-time comparison; returns 0 when equal. */
 int	util_ct_compare(const void *a, const void *b, size_t n);
 
+/*
+ * Format a one-line error into err (errlen bytes), the way every function of
+ * common/ reports failure.  err may be NULL or errlen 0: then nothing.
+ */
+void	util_errf(char *err, size_t errlen, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+
 /* strlcpy semantics; returns strlen(src). */
 size_t	util_strlcpy(char *dst, const char *src, size_t size);
 
