@@ -7,6 +7,13 @@
  * checked by ws.c, nesting by jsonutil) and nothing here waits for the
  * database: messages become jobs for the pool (dbpool.c), whose threads
  * send the ack or the error.  Every reply carries the command's "ref".
+ *
+ * Each connection has a lane: its jobs enter the pool one at a time, in
+ * the order the commands arrived, the next when the previous is done.  So
+ * one sender's messages commit (and get their seq) in the order sent, a
+ * join_group takes effect before the group_message after it, and a
+ * connection with many commands waiting holds one pool slot, not all of
+ * them.  A job that waits for bulk output to drain (sync) keeps its lane.
  */
 #include "config.h"
 
@@ -16,9 +23,8 @@
 
 #include "relay.h"
 
-/* Queue a JSON object; see relay.h. */
-int
-cmd_send_json(struct conn *c, json_t *j)
+static int
+cmd_send_json_as(struct conn *c, json_t *j, int bulk)
 {
 	struct frame	*f = NULL;
 	char		*s;
@@ -27,12 +33,28 @@ cmd_send_json(struct conn *c, json_t *j)
 	if (j == NULL)
 		return -1;
 	if ((s = jsonutil_dump(j)) != NULL &&
-	    (f = outq_frame(0x1, s, strlen(s))) != NULL)
+	    (f = outq_frame(0x1, s, strlen(s))) != NULL) {
+		f->bulk = (uint8_t)bulk;
 		rc = outq_send(c, f);
+	}
 	outq_frame_unref(f);
 	free(s);
 	json_decref(j);
 	return rc;
+}
+
+/* Queue a JSON object; see relay.h. */
+int
+cmd_send_json(struct conn *c, json_t *j)
+{
+	return cmd_send_json_as(c, j, 0);
+}
+
+/* Queue a JSON object as bulk output; see relay.h. */
+int
+cmd_send_json_bulk(struct conn *c, json_t *j)
+{
+	return cmd_send_json_as(c, j, 1);
 }
 
 /* {"type":"error","ref","code","message"}; see relay.h. */
@@ -101,8 +123,7 @@ cmd_job_drop(struct job *job)
 {
 	struct cmd_job	*cj = (struct cmd_job *)job;
 
-	cmd_error(cj->c, cmd_job_ref(cj), "unavailable",
-	    "the relay is overloaded; retry");
+	cmd_error(cj->c, cmd_job_ref(cj), cj->drop_code, cj->drop_msg);
 	cmd_job_free(cj);
 }
 
@@ -119,6 +140,8 @@ cmd_job_new(struct conn *c, const char *ref, size_t size,
 	}
 	cj->job.run = run;
 	cj->job.drop = cmd_job_drop;
+	cj->drop_code = "unavailable";
+	cj->drop_msg = "the relay is overloaded; retry";
 	conn_ref(c);
 	cj->c = c;
 	cj->uid = c->uid;
@@ -129,16 +152,116 @@ cmd_job_new(struct conn *c, const char *ref, size_t size,
 	return cj;
 }
 
+/* The next job of c's lane, or NULL with the lane idle. */
+static struct cmd_job *
+cmd_lane_pop(struct conn *c)
+{
+	struct cmd_job	*next;
+
+	pthread_mutex_lock(&c->mu);
+	if ((next = c->lane_head) != NULL) {
+		if ((c->lane_head = (struct cmd_job *)next->job.next) == NULL)
+			c->lane_tail = NULL;
+		next->job.next = NULL;
+		c->lane_n--;
+		c->lane_bytes -= next->cost;
+		next->in_lane = 1;
+	} else {
+		c->lane_busy = 0;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return next;
+}
+
+/*
+ * Put the lane's current job into the pool; when the pool refuses it, drop
+ * it and go on with the next, in a loop (no recursion: drops can come in
+ * long runs while the relay stops, on a civetweb thread's small stack).
+ */
+static void
+cmd_lane_start(struct conn *c, struct cmd_job *cj)
+{
+	conn_ref(c);
+	while (cj != NULL) {
+		if (dbpool_try_submit(&cj->job) == 0)
+			break;
+		cj->in_lane = 0;	/* its free must not start the next */
+		cj->job.drop(&cj->job);
+		cj = cmd_lane_pop(c);
+	}
+	conn_unref(c);
+}
+
 /* Release a command job and its connection reference; see relay.h. */
 void
 cmd_job_free(void *p)
 {
 	struct cmd_job	*cj = p;
+	struct cmd_job	*next = NULL;
+	struct conn	*c;
 
 	if (cj == NULL)
 		return;
-	conn_unref(cj->c);
+	c = cj->c;
+	if (cj->in_lane)
+		next = cmd_lane_pop(c);
+	if (next != NULL)
+		cmd_lane_start(c, next);
+	conn_unref(c);
 	free(cj);
+}
+
+/* Through the connection's lane; see relay.h. */
+void
+cmd_job_submit(struct cmd_job *cj)
+{
+	struct conn	*c = cj->c;
+	int		 full = 0;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->lane_busy) {
+		if (c->lane_n >= RELAY_LANE_MAX ||
+		    c->lane_bytes + cj->cost > RELAY_LANE_BYTES) {
+			full = 1;
+		} else {
+			cj->job.next = NULL;
+			if (c->lane_tail != NULL)
+				c->lane_tail->job.next = &cj->job;
+			else
+				c->lane_head = cj;
+			c->lane_tail = cj;
+			c->lane_n++;
+			c->lane_bytes += cj->cost;
+		}
+		pthread_mutex_unlock(&c->mu);
+		if (full) {
+			clog_warnx_rl(c, "too many commands waiting");
+			cj->drop_code = "rate_limited";
+			cj->drop_msg = "too many commands waiting; slow down";
+			cj->job.drop(&cj->job);
+		}
+		return;
+	}
+	c->lane_busy = 1;
+	cj->in_lane = 1;
+	pthread_mutex_unlock(&c->mu);
+	cmd_lane_start(c, cj);
+}
+
+/* Wait for bulk output to drain; see relay.h. */
+int
+cmd_job_park(struct cmd_job *cj)
+{
+	return outq_park(cj->c, &cj->job);
+}
+
+/* A bulk reply with the ref; see relay.h. */
+int
+cmd_job_reply_bulk(struct cmd_job *cj, json_t *j)
+{
+	if (j != NULL && cj->has_ref)
+		json_object_set_new(j, "ref", json_string(cj->ref));
+	return cmd_send_json_bulk(cj->c, j);
 }
 
 /* Reply with the ref; see relay.h. */
@@ -216,8 +339,8 @@ cmd_post_drop(struct job *job)
 	struct cmd_post	*p = (struct cmd_post *)job;
 
 	deliver_unexpect(p->cj.c, p->client_id);
-	cmd_error(p->cj.c, cmd_job_ref(&p->cj), "unavailable",
-	    "the relay is overloaded; not stored, retry");
+	cmd_error(p->cj.c, cmd_job_ref(&p->cj), p->cj.drop_code,
+	    p->cj.drop_msg);
 	cmd_post_free(p);
 }
 
@@ -320,6 +443,8 @@ cmd_post(struct conn *c, json_t *msg, const char *ref, int is_group)
 		return;
 	}
 	p->cj.job.drop = cmd_post_drop;
+	p->cj.drop_msg = "the relay is overloaded; not stored, retry";
+	p->cj.cost = strlen(body);
 	if (is_group) {
 		snprintf(p->conv, sizeof(p->conv), "group:%lld",
 		    (long long)target);
@@ -332,7 +457,7 @@ cmd_post(struct conn *c, json_t *msg, const char *ref, int is_group)
 	util_strlcpy(p->client_id, cid, sizeof(p->client_id));
 	/* Before the insert, so the listener never races past it. */
 	deliver_expect(c, cid);
-	dbpool_submit(&p->cj.job);
+	cmd_job_submit(&p->cj);
 }
 
 static void

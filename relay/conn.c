@@ -124,6 +124,7 @@ conn_unref(struct conn *c)
 	outq_free(&c->q);
 	free(c->frag);
 	free(c->expect);
+	free(c->bf);
 	if (c->hs != NULL) {
 		explicit_bzero(c->hs, sizeof(*c->hs));
 		free(c->hs);

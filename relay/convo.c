@@ -5,9 +5,14 @@
  * Each runs on a database worker through the schema's functions
  * (parley.history, sync_messages, conversation_list, mark_read,
  * conversation_check), which check access themselves (PA403/PA404).
- * Replies are bounded by the connection's send queue: a history or sync
- * that would not fit in half of PARLEY_SEND_QUEUE stops early and says
- * "more": true, so a client catching up is never closed with 4030 for it.
+ * Replies to history, sync and conversation_list are bulk output (outq.c):
+ * they never count toward the 4030 bound, and are paced instead.  A sync
+ * streams its messages while the connection's unsent bulk output is below
+ * half of PARLEY_SEND_QUEUE, parks when it reaches that and goes on when
+ * the client has read it down to a quarter, up to CONVO_SYNC_MAX messages
+ * per command ("more": true beyond).  A history reply is one frame, cut to
+ * the newest messages that fit in half of PARLEY_SEND_QUEUE ("more": true
+ * when cut), and waits until bulk output is below the mark.
  *
  * `read` and `typing` reach the user's (or the participants') connections
  * on every relay through two relay-to-relay channels, parley_read and
@@ -92,6 +97,10 @@ convo_history_run(struct job *job, struct db *db)
 	size_t			 budget, used = 0;
 	int			 rc, n, first, i, more;
 
+	if ((rc = cmd_job_park(&h->cj)) == 1)
+		return;			/* runs again when output drained */
+	if (rc == -1)
+		goto done;		/* closing */
 	snprintf(a, sizeof(a), "%lld", (long long)h->cj.uid);
 	snprintf(b, sizeof(b), "%lld", (long long)h->before);
 	snprintf(l, sizeof(l), "%lld", (long long)h->limit + 1);
@@ -125,7 +134,7 @@ convo_history_run(struct job *job, struct db *db)
 	}
 	j = json_pack("{s:s, s:s, s:o, s:b}", "type", "history",
 	    "conversation", h->conv, "messages", arr, "more", more);
-	cmd_job_reply(&h->cj, j);
+	cmd_job_reply_bulk(&h->cj, j);
 done:
 	PQclear(res);
 	cmd_job_free(h);
@@ -160,15 +169,46 @@ convo_history(struct conn *c, json_t *msg, const char *ref)
 	util_strlcpy(h->conv, conv, sizeof(h->conv));
 	h->before = before;
 	h->limit = limit;
-	dbpool_submit(&h->cj.job);
+	cmd_job_submit(&h->cj);
 }
 
 /* ---------------------------------------------------------------- sync */
 
 struct convo_sync {
 	struct cmd_job	 cj;
-	json_t		*since;		/* {"conversation": seq} */
+	json_t		*since;		/* {"conversation": seq}, advanced as sent */
+	int		 sent;		/* messages sent by this command */
 };
+
+/*
+ * Queue one message of the sync unless bulk output is at the high mark:
+ * 0 queued, 1 parked (the job runs again later), -1 the connection is
+ * closing.
+ */
+static int
+convo_sync_push(struct convo_sync *s, const struct deliver_row *m)
+{
+	struct conn	*c = s->cj.c;
+	struct frame	*f = NULL;
+	char		*txt;
+	json_t		*ev;
+	int		 rc;
+
+	if ((ev = deliver_event(m)) != NULL && (txt = jsonutil_dump(ev)) != NULL) {
+		f = outq_frame(0x1, txt, strlen(txt));
+		free(txt);
+	}
+	json_decref(ev);
+	if (f == NULL)
+		return -1;
+	f->bulk = 1;
+	pthread_mutex_lock(&c->mu);
+	if ((rc = outq_park_locked(c, &s->cj.job)) == 0)
+		rc = outq_send_locked(c, f);
+	pthread_mutex_unlock(&c->mu);
+	outq_frame_unref(f);
+	return rc;
+}
 
 static void
 convo_sync_run(struct job *job, struct db *db)
@@ -178,8 +218,7 @@ convo_sync_run(struct job *job, struct db *db)
 	const char		*v[3];
 	char			 a[24], page[16], *since = NULL;
 	PGresult		*res = NULL;
-	size_t			 budget = (size_t)s->cj.c->send_limit / 2;
-	int			 rc, n, i, sent = 0, more = 0;
+	int			 rc, n, i, more = 0;
 
 	snprintf(a, sizeof(a), "%lld", (long long)s->cj.uid);
 	snprintf(page, sizeof(page), "%d", CONVO_SYNC_PAGE);
@@ -199,25 +238,32 @@ convo_sync_run(struct job *job, struct db *db)
 		}
 		n = PQntuples(res);
 		for (i = 0; i < n; i++) {
-			/* Leave room: a sync must never cost a 4030. */
-			if (sent >= CONVO_SYNC_MAX ||
-			    outq_queued(s->cj.c) > budget) {
+			if (s->sent >= CONVO_SYNC_MAX) {
 				more = 1;
 				break;
 			}
 			deliver_parse(res, i, &m);
-			if (cmd_send_json(s->cj.c, deliver_event(&m)) == -1)
+			switch (convo_sync_push(s, &m)) {
+			case 0:
+				break;
+			case 1:
+				/* Parked: the rest is read again from `since`. */
+				free(since);
+				PQclear(res);
+				return;
+			default:
 				goto done;	/* closing: no sync_done */
+			}
 			json_object_set_new(s->since, m.conv,
 			    json_integer((json_int_t)m.seq));
-			sent++;
+			s->sent++;
 		}
 		PQclear(res);
 		res = NULL;
 		if (more || n < CONVO_SYNC_PAGE)
 			break;
 	}
-	cmd_job_reply(&s->cj, json_pack("{s:s, s:b}", "type", "sync_done",
+	cmd_job_reply_bulk(&s->cj, json_pack("{s:s, s:b}", "type", "sync_done",
 	    "more", more));
 done:
 	free(since);
@@ -231,8 +277,8 @@ convo_sync_drop(struct job *job)
 {
 	struct convo_sync	*s = (struct convo_sync *)job;
 
-	cmd_error(s->cj.c, cmd_job_ref(&s->cj), "unavailable",
-	    "the relay is overloaded; retry");
+	cmd_error(s->cj.c, cmd_job_ref(&s->cj), s->cj.drop_code,
+	    s->cj.drop_msg);
 	json_decref(s->since);
 	cmd_job_free(s);
 }
@@ -276,7 +322,7 @@ convo_sync(struct conn *c, json_t *msg, const char *ref)
 		cmd_job_free(s);
 		return;
 	}
-	dbpool_submit(&s->cj.job);
+	cmd_job_submit(&s->cj);
 }
 
 /* ---------------------------------------------------------------- conversation_list */
@@ -291,6 +337,10 @@ convo_list_run(struct job *job, struct db *db)
 	json_t		*arr;
 	int		 rc, i;
 
+	if ((rc = cmd_job_park(cj)) == 1)
+		return;
+	if (rc == -1)
+		goto done;
 	snprintf(a, sizeof(a), "%lld", (long long)cj->uid);
 	v[0] = a;
 	if ((rc = dbpool_exec(db, STMT_CONVS, 1, v, &res)) != DB_OK) {
@@ -306,8 +356,8 @@ convo_list_run(struct job *job, struct db *db)
 		    "read_seq", (json_int_t)strtoll(PQgetvalue(res, i, 2), NULL, 10),
 		    "title", PQgetisnull(res, i, 3) ? json_null() :
 		    json_string(PQgetvalue(res, i, 3))));
-	cmd_job_reply(cj, json_pack("{s:s, s:o}", "type", "conversation_list",
-	    "conversations", arr));
+	cmd_job_reply_bulk(cj, json_pack("{s:s, s:o}", "type",
+	    "conversation_list", "conversations", arr));
 done:
 	PQclear(res);
 	cmd_job_free(cj);
@@ -321,7 +371,7 @@ convo_list(struct conn *c, json_t *msg, const char *ref)
 
 	(void)msg;
 	if ((cj = cmd_job_new(c, ref, sizeof(*cj), convo_list_run)) != NULL)
-		dbpool_submit(&cj->job);
+		cmd_job_submit(cj);
 }
 
 /* ---------------------------------------------------------------- read, typing */
@@ -377,7 +427,7 @@ convo_read(struct conn *c, json_t *msg, const char *ref)
 	util_strlcpy(r->conv, conv, sizeof(r->conv));
 	r->seq = seq;
 	r->conn_id = c->id;
-	dbpool_submit(&r->cj.job);
+	cmd_job_submit(&r->cj);
 }
 
 static void
@@ -410,7 +460,7 @@ convo_typing(struct conn *c, json_t *msg, const char *ref)
 	if ((t = cmd_job_new(c, ref, sizeof(*t), convo_typing_run)) == NULL)
 		return;
 	util_strlcpy(t->conv, conv, sizeof(t->conv));
-	dbpool_submit(&t->cj.job);
+	cmd_job_submit(&t->cj);
 }
 
 /* ---------------------------------------------------------------- listener side */

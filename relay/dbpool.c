@@ -9,8 +9,11 @@
  * probing so /healthz turns 200 again on its own.  The queue is bounded:
  * past it, jobs are dropped with their own `drop` callback.
  *
- * The queue is one list under one mutex: a later sitting can take several
- * message jobs at once and pipeline them in one transaction (group commit).
+ * The queue is one list under one mutex, served first come first served.
+ * Client commands reach it through their connection's lane (cmd.c), so a
+ * connection has at most one job here at a time: its commands run in the
+ * order they were sent, and a connection with many waiting cannot crowd
+ * out the others.
  */
 #include "config.h"
 
@@ -65,6 +68,10 @@ static const struct db_stmt dbpool_stmts[] = {
 	{ STMT_USERS,
 	  "SELECT id, name, online FROM parley.user_list($1::bigint, $2::text)",
 	  2 },
+	/* Deferred delivery (deliver.c): the listener already checked access. */
+	{ STMT_AFTER,
+	  "SELECT " DELIVER_COLS " FROM parley.messages_after($1::text, "
+	  "$2::bigint, $3::integer) g", 3 },
 	{ NULL, NULL, 0 }
 };
 
@@ -219,9 +226,9 @@ dbpool_stop(void)
 	dbpool.nw = 0;
 }
 
-/* Queue a job; see relay.h. */
-void
-dbpool_submit(struct job *job)
+/* Queue a job, or leave it to the caller; see relay.h. */
+int
+dbpool_try_submit(struct job *job)
 {
 	int	full;
 
@@ -239,10 +246,17 @@ dbpool_submit(struct job *job)
 		pthread_cond_signal(&dbpool.cv);
 	}
 	pthread_mutex_unlock(&dbpool.mu);
-	if (full) {
+	if (full)
 		log_warnx_ratelimited(10, "db pool: queue full, job dropped");
+	return full ? -1 : 0;
+}
+
+/* Queue a job; see relay.h. */
+void
+dbpool_submit(struct job *job)
+{
+	if (dbpool_try_submit(job) == -1)
 		job->drop(job);
-	}
 }
 
 /* Are all pool connections up?  See relay.h. */

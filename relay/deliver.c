@@ -14,6 +14,19 @@
  * seq order.  The last seq delivered per conversation is remembered; a row
  * at or below it is a duplicate (skipped), a row above it + 1 means
  * notifications were lost, and the gap is fetched from the table first.
+ *
+ * Catch-up (after the LISTEN connection was lost) and gap fills can be
+ * large bursts the relay makes itself, so their frames are bulk output
+ * (outq.c): not counted toward PARLEY_SEND_QUEUE.  A connection whose bulk
+ * output is already at the high mark gets that conversation deferred
+ * instead: the listener only notes the highest seq it hands over (and
+ * every later message of the conversation, live or not, follows the same
+ * way, so the order holds), and a backfill job of the connection's own
+ * fetches those rows from the table at the client's pace, then hands the
+ * conversation back to live delivery.  The listener decides who receives
+ * what, in commit order; the backfill never goes past what it was handed.
+ * A connection that falls RELAY_BACKFILL_LAG messages behind that way is a
+ * slow consumer like any other (4030).
  */
 #include "config.h"
 
@@ -37,6 +50,7 @@ struct deliver_conv {
 
 /* Listener thread only: no lock. */
 static struct deliver_conv	*deliver_tab[DELIVER_BUCKETS];
+static int			 deliver_catching_up;	/* frames are bulk */
 
 static size_t
 deliver_hash(const char *s)
@@ -173,22 +187,296 @@ struct deliver_ctx {
 	struct frame	*f;
 	int64_t		 sender;
 	const char	*client_id;
+	const char	*conv;
+	int64_t		 seq;
 	int		 queued;
+	struct conn	**spawn;	/* need a backfill job (refs held) */
+	size_t		 nspawn, capspawn;
 };
+
+/* ---------------------------------------------------------------- deferred delivery */
+
+/* c's deferred entry for conv, or NULL; conn->mu held. */
+static struct conn_backfill *
+deliver_bf_find(struct conn *c, const char *conv)
+{
+	size_t	i;
+
+	for (i = 0; i < c->nbf; i++)
+		if (strcmp(c->bf[i].conv, conv) == 0)
+			return &c->bf[i];
+	return NULL;
+}
+
+static void
+deliver_bf_remove(struct conn *c, struct conn_backfill *b)
+{
+	*b = c->bf[--c->nbf];
+}
+
+/* Start deferring conv at seq; conn->mu held.  0, or -1 (no room). */
+static int
+deliver_bf_add(struct conn *c, const char *conv, int64_t seq)
+{
+	struct conn_backfill	*b;
+
+	if (c->bf == NULL &&
+	    (c->bf = calloc(RELAY_BACKFILL_MAX, sizeof(*c->bf))) == NULL)
+		return -1;
+	if (c->nbf == RELAY_BACKFILL_MAX)
+		return -1;
+	b = &c->bf[c->nbf++];
+	util_strlcpy(b->conv, conv, sizeof(b->conv));
+	b->after = seq - 1;
+	b->upto = seq;
+	return 0;
+}
 
 /* Registry read lock held: queue only. */
 static void
 deliver_to_conn(struct conn *c, void *arg)
 {
 	struct deliver_ctx	*d = arg;
-	int			 own = 0;
+	struct conn_backfill	*b;
+	struct conn		**v;
 
 	pthread_mutex_lock(&c->mu);
-	if (c->uid == d->sender && d->client_id != NULL)
-		own = deliver_take_locked(c, d->client_id);
-	if (!own && c->state == CONN_OPEN && outq_send_locked(c, d->f) == 0)
+	if (c->state != CONN_OPEN)
+		goto out;
+	if (d->conv != NULL && (b = deliver_bf_find(c, d->conv)) != NULL) {
+		/* Deferred: the backfill job brings it, in order.  A client
+		 * that reads slower than the conversation moves is a slow
+		 * consumer all the same (PROTOCOL §2): it resyncs. */
+		if (d->seq > b->upto)
+			b->upto = d->seq;
+		if (b->upto - b->after > RELAY_BACKFILL_LAG)
+			conn_close_locked(c, 4030, "slow consumer");
+		goto out;
+	}
+	if (c->uid == d->sender && d->client_id != NULL &&
+	    deliver_take_locked(c, d->client_id))
+		goto out;		/* the sending connection: it has the ack */
+	if (d->f->bulk && d->conv != NULL && outq_bulk_full_locked(c)) {
+		if (deliver_bf_add(c, d->conv, d->seq) == -1) {
+			conn_close_locked(c, 4030, "slow consumer");
+			goto out;
+		}
+		metrics_inc(M_DEFERRED);
+		if (!c->bf_job) {
+			if (d->nspawn == d->capspawn) {
+				size_t ncap = d->capspawn ? d->capspawn * 2 : 16;
+
+				if ((v = realloc(d->spawn, ncap * sizeof(*v))) == NULL) {
+					deliver_bf_remove(c, &c->bf[c->nbf - 1]);
+					conn_close_locked(c, 1011, "out of memory");
+					goto out;
+				}
+				d->spawn = v;
+				d->capspawn = ncap;
+			}
+			conn_ref(c);
+			d->spawn[d->nspawn++] = c;
+			c->bf_job = 1;
+		}
+		goto out;
+	}
+	if (outq_send_locked(c, d->f) == 0)
 		d->queued++;
+out:
 	pthread_mutex_unlock(&c->mu);
+}
+
+struct deliver_bf_job {
+	struct job	 job;
+	struct conn	*c;
+};
+
+/* End deferred delivery on c: nothing more comes that way; conn->mu held. */
+static void
+deliver_bf_stop_locked(struct conn *c)
+{
+	c->nbf = 0;
+	c->bf_job = 0;
+}
+
+static void
+deliver_bf_drop(struct job *job)
+{
+	struct deliver_bf_job	*j = (struct deliver_bf_job *)job;
+	struct conn		*c = j->c;
+
+	/* Messages were handed to this connection: it must resync. */
+	pthread_mutex_lock(&c->mu);
+	if (c->nbf > 0)
+		conn_close_locked(c, 1011, "overloaded; reconnect and sync");
+	deliver_bf_stop_locked(c);
+	pthread_mutex_unlock(&c->mu);
+	conn_unref(c);
+	free(j);
+}
+
+/*
+ * Deliver one page of c's first deferred conversation.  Returns 1 to go on,
+ * 2 when parked (the job is no longer ours), 0 when done, -1 on a database
+ * failure.
+ */
+static int
+deliver_bf_page(struct deliver_bf_job *j, struct db *db)
+{
+	struct conn		*c = j->c;
+	struct conn_backfill	 cur, *b;
+	struct deliver_row	 m;
+	struct frame		*f;
+	const char		*v[3];
+	char			 a[24], n[24], *txt;
+	PGresult		*res = NULL;
+	json_t			*ev;
+	int64_t			 want;
+	int			 rc, i, rows, stopped = 0, queued = 0;
+
+	pthread_mutex_lock(&c->mu);
+	while (c->nbf > 0 && c->bf[0].after >= c->bf[0].upto)
+		deliver_bf_remove(c, &c->bf[0]);	/* back to live */
+	if (c->state != CONN_OPEN || c->nbf == 0) {
+		deliver_bf_stop_locked(c);
+		pthread_mutex_unlock(&c->mu);
+		return 0;
+	}
+	if ((rc = outq_park_locked(c, &j->job)) != 0) {
+		if (rc == -1)
+			deliver_bf_stop_locked(c);
+		pthread_mutex_unlock(&c->mu);
+		return rc == 1 ? 2 : 0;
+	}
+	cur = c->bf[0];
+	pthread_mutex_unlock(&c->mu);
+
+	want = cur.upto - cur.after;
+	if (want > DELIVER_PAGE)
+		want = DELIVER_PAGE;
+	snprintf(a, sizeof(a), "%lld", (long long)cur.after);
+	snprintf(n, sizeof(n), "%lld", (long long)want);
+	v[0] = cur.conv;
+	v[1] = a;
+	v[2] = n;
+	if ((rc = dbpool_exec(db, STMT_AFTER, 3, v, &res)) != DB_OK) {
+		clog_warnx_rl(c, "backfill of %s: %s", cur.conv, db->err);
+		PQclear(res);
+		return -1;
+	}
+	rows = PQntuples(res);
+	for (i = 0; i < rows && !stopped; i++) {
+		deliver_parse(res, i, &m);
+		if (m.seq <= cur.after)
+			continue;
+		if (m.seq > cur.upto)
+			break;
+		f = NULL;
+		if ((ev = deliver_event(&m)) != NULL &&
+		    (txt = jsonutil_dump(ev)) != NULL) {
+			f = outq_frame(0x1, txt, strlen(txt));
+			free(txt);
+		}
+		json_decref(ev);
+		if (f == NULL) {
+			PQclear(res);
+			return -1;
+		}
+		f->bulk = 1;
+		pthread_mutex_lock(&c->mu);
+		if ((b = deliver_bf_find(c, cur.conv)) == NULL ||
+		    c->state != CONN_OPEN || outq_bulk_full_locked(c)) {
+			stopped = 1;	/* forgotten, closing, or full: loop */
+		} else if (c->uid == m.sender &&
+		    deliver_take_locked(c, m.client_id)) {
+			b->after = m.seq;	/* the sending connection */
+		} else if (outq_send_locked(c, f) == 0) {
+			b->after = m.seq;
+			queued++;
+		} else {
+			stopped = 1;
+		}
+		pthread_mutex_unlock(&c->mu);
+		outq_frame_unref(f);
+	}
+	if (!stopped && rows < want) {
+		/* Fewer rows than seqs handed over (deleted): skip them. */
+		pthread_mutex_lock(&c->mu);
+		if ((b = deliver_bf_find(c, cur.conv)) != NULL &&
+		    b->after < cur.upto)
+			b->after = cur.upto;
+		pthread_mutex_unlock(&c->mu);
+	}
+	PQclear(res);
+	metrics_add(M_MSG_OUT, queued);
+	return 1;
+}
+
+static void
+deliver_bf_run(struct job *job, struct db *db)
+{
+	struct deliver_bf_job	*j = (struct deliver_bf_job *)job;
+	struct conn		*c = j->c;
+	int			 rc;
+
+	while ((rc = deliver_bf_page(j, db)) == 1)
+		;
+	if (rc == 2)
+		return;		/* parked: runs again when output drained */
+	if (rc == -1) {
+		pthread_mutex_lock(&c->mu);
+		conn_close_locked(c, 1011, "database unavailable; reconnect "
+		    "and sync");
+		deliver_bf_stop_locked(c);
+		pthread_mutex_unlock(&c->mu);
+	}
+	conn_unref(c);
+	free(j);
+}
+
+/* Start the backfill jobs a fan-out asked for (their refs are handed on). */
+static void
+deliver_bf_spawn(struct deliver_ctx *d)
+{
+	struct deliver_bf_job	*j;
+	size_t			 i;
+
+	for (i = 0; i < d->nspawn; i++) {
+		if ((j = calloc(1, sizeof(*j))) == NULL) {
+			pthread_mutex_lock(&d->spawn[i]->mu);
+			conn_close_locked(d->spawn[i], 1011, "out of memory");
+			deliver_bf_stop_locked(d->spawn[i]);
+			pthread_mutex_unlock(&d->spawn[i]->mu);
+			conn_unref(d->spawn[i]);
+			continue;
+		}
+		j->job.run = deliver_bf_run;
+		j->job.drop = deliver_bf_drop;
+		j->c = d->spawn[i];
+		clog_debug(j->c, "deferring catch-up delivery to its pace");
+		dbpool_submit(&j->job);
+	}
+	free(d->spawn);
+	d->spawn = NULL;
+	d->nspawn = d->capspawn = 0;
+}
+
+static void
+deliver_bf_forget_conn(struct conn *c, void *arg)
+{
+	struct conn_backfill	*b;
+
+	pthread_mutex_lock(&c->mu);
+	if ((b = deliver_bf_find(c, arg)) != NULL)
+		deliver_bf_remove(c, b);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Forget a conversation's deferred delivery for a user; see relay.h. */
+void
+deliver_backfill_forget(int64_t uid, const char *conv)
+{
+	conn_foreach_user(uid, deliver_bf_forget_conn, (void *)(uintptr_t)conv);
 }
 
 static void
@@ -249,7 +537,7 @@ deliver_event(const struct deliver_row *m)
 }
 
 static void
-deliver_one(PGconn *pg, const struct deliver_row *m)
+deliver_one(PGconn *pg, const struct deliver_row *m, int bulk)
 {
 	struct deliver_ctx	 d;
 	long long		 a, b, gid;
@@ -281,10 +569,14 @@ deliver_one(PGconn *pg, const struct deliver_row *m)
 		log_error("message %lld: out of memory", (long long)m->id);
 		goto done;
 	}
+	d.f->bulk = (uint8_t)bulk;
 	d.sender = m->sender;
 	d.client_id = m->client_id;
+	d.conv = m->conv;
+	d.seq = m->seq;
 	for (i = 0; i < n; i++)
 		conn_foreach_user(ids[i], deliver_to_conn, &d);
+	deliver_bf_spawn(&d);
 	metrics_add(M_MSG_OUT, d.queued);
 	metrics_notify_lag_ms(util_now_ms() - m->created_ms);
 done:
@@ -343,7 +635,7 @@ deliver_fill_gap(PGconn *pg, struct deliver_conv *st, int64_t before)
 			deliver_parse(res, i, &m);
 			if (m.seq <= st->last_seq || m.seq >= before)
 				continue;
-			deliver_one(pg, &m);
+			deliver_one(pg, &m, 1);
 			st->last_seq = m.seq;
 		}
 		PQclear(res);
@@ -372,7 +664,7 @@ deliver_rows(PGconn *pg, PGresult *res)
 				(void)deliver_fill_gap(pg, st, m.seq);
 			}
 		}
-		deliver_one(pg, &m);
+		deliver_one(pg, &m, deliver_catching_up);
 		if (st != NULL && m.seq > st->last_seq)
 			st->last_seq = m.seq;
 	}
@@ -404,7 +696,9 @@ deliver_catch_up(PGconn *pg, int64_t lost_at_ms)
 		}
 		n = PQntuples(res);
 		if (n > 0) {
+			deliver_catching_up = 1;
 			deliver_rows(pg, res);
+			deliver_catching_up = 0;
 			util_strlcpy(conv, PQgetvalue(res, n - 1, 1),
 			    sizeof(conv));
 			util_strlcpy(seq, PQgetvalue(res, n - 1, 2), sizeof(seq));

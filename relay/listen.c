@@ -3,7 +3,8 @@
  *
  * One connection LISTENs on parley_message, parley_member,
  * parley_session and parley_presence (payloads carry ids only;
- * schema/README.md), and on the relays' own parley_read and parley_typing.  Per turn:
+ * schema/README.md), and on the relays' own parley_read, parley_typing and
+ * parley_evict.  Per turn:
  * PQconsumeInput and PQnotifies before every poll (libpq may have buffered
  * notifications while a query ran), then the batch is handled in order:
  * message ids are fetched in batches and fanned out (deliver.c); a
@@ -159,6 +160,10 @@ listen_member(PGconn *pg, json_t *j)
 	group_notify(op, gid, uid);
 	if (strcmp(op, "remove") == 0) {
 		/* PROTOCOL §2: delivery of that group stops at once. */
+		char conv[RELAY_CONV_MAX];
+
+		snprintf(conv, sizeof(conv), "group:%lld", (long long)gid);
+		deliver_backfill_forget(uid, conv);
 		deliver_user_json(uid, json_pack("{s:s, s:I}", "type",
 		    "removed_from_group", "group", (json_int_t)gid));
 		ev = "member_left";
@@ -217,6 +222,8 @@ listen_batch(PGconn *pg, struct listen_note *v, size_t n)
 				convo_notify_read(j);
 			else if (strcmp(v[i].channel, "parley_typing") == 0)
 				convo_notify_typing(pg, j);
+			else if (strcmp(v[i].channel, "parley_evict") == 0)
+				presence_evict(j);
 		}
 		json_decref(j);
 	}
@@ -313,7 +320,7 @@ listen_setup(PGconn *pg)
 
 	res = PQexec(pg, "LISTEN parley_message; LISTEN parley_member; "
 	    "LISTEN parley_session; LISTEN parley_presence; "
-	    "LISTEN parley_read; LISTEN parley_typing");
+	    "LISTEN parley_read; LISTEN parley_typing; LISTEN parley_evict");
 	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 	if (!ok)
 		log_warnx("listener: LISTEN: %s", PQresultErrorMessage(res));

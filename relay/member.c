@@ -60,7 +60,7 @@ member_change(struct conn *c, json_t *msg, const char *ref, int join)
 		return;
 	m->gid = gid;
 	m->join = join;
-	dbpool_submit(&m->cj.job);
+	cmd_job_submit(&m->cj);
 }
 
 /* `join_group` {group}; see relay.h. */
@@ -87,6 +87,10 @@ member_list_run(struct job *job, struct db *db)
 	json_t		*arr;
 	int		 rc, i, member;
 
+	if ((rc = cmd_job_park(cj)) == 1)
+		return;			/* runs again when output drained */
+	if (rc == -1)
+		goto done;
 	snprintf(a, sizeof(a), "%lld", (long long)cj->uid);
 	v[0] = a;
 	if ((rc = dbpool_exec(db, STMT_GROUPS, 1, v, &res)) != DB_OK) {
@@ -105,7 +109,7 @@ member_list_run(struct job *job, struct db *db)
 		    "role", member && !PQgetisnull(res, i, 4) ?
 		    json_string(PQgetvalue(res, i, 4)) : json_null()));
 	}
-	cmd_job_reply(cj, json_pack("{s:s, s:o}", "type", "group_list",
+	cmd_job_reply_bulk(cj, json_pack("{s:s, s:o}", "type", "group_list",
 	    "groups", arr));
 done:
 	PQclear(res);
@@ -120,5 +124,5 @@ member_list(struct conn *c, json_t *msg, const char *ref)
 
 	(void)msg;
 	if ((cj = cmd_job_new(c, ref, sizeof(*cj), member_list_run)) != NULL)
-		dbpool_submit(&cj->job);
+		cmd_job_submit(cj);
 }

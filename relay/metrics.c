@@ -42,6 +42,12 @@ static const struct {
 	    "bytes written to WebSockets" },
 	[M_DB_RECONNECTS] = { "parley_relay_listener_reconnects_total",
 	    "LISTEN connection (re)connects" },
+	[M_DEFERRED] = { "parley_relay_deferred_deliveries_total",
+	    "conversations whose catch-up delivery to a connection was "
+	    "deferred to its reading pace" },
+	[M_PARKED] = { "parley_relay_bulk_waits_total",
+	    "times bulk output (sync, history, lists, catch-up) waited for "
+	    "a client to read" },
 };
 
 static const char *const metrics_err_codes[] = {

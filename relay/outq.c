@@ -9,8 +9,16 @@
  * A writer owns an epoll set with the sockets of its connections and
  * sends with non-blocking sendmsg, several queued frames per call; a full
  * socket waits for EPOLLOUT (edge-triggered) while the writer serves
- * others.  A queue that would grow past PARLEY_SEND_QUEUE closes its
- * connection with 4030 (PROTOCOL §2) instead of losing frames.
+ * others.  A queue whose live part would grow past PARLEY_SEND_QUEUE
+ * closes its connection with 4030 (PROTOCOL §2) instead of losing frames.
+ *
+ * Bulk output the relay produces itself (replies to sync, history and the
+ * lists, deferred catch-up deliveries) is counted apart and never causes a
+ * 4030: its producers stop filling at half of PARLEY_SEND_QUEUE (the high
+ * mark) and park their job here; the writer resubmits parked jobs once the
+ * bulk bytes have drained to a quarter (the low mark).  So a client that
+ * reads is never closed for what the relay chose to send it in one go,
+ * and one that does not read holds at most about the high mark of it.
  *
  * Frames are encoded once and reference-counted, so a group message is one
  * allocation whatever the number of recipients.
@@ -73,6 +81,7 @@ outq_frame(int opcode, const void *payload, size_t len)
 		return NULL;
 	atomic_init(&f->refs, 1);
 	f->opcode = (uint8_t)opcode;
+	f->bulk = 0;
 	f->len = (uint32_t)(hl + len);
 	h = f->data;
 	h[0] = (unsigned char)(0x80 | (opcode & 0x0f));
@@ -144,6 +153,8 @@ outq_ring_push(struct outq *q, struct frame *f)
 	q->ring[(q->head + q->count) % q->cap] = f;
 	q->count++;
 	q->bytes += f->len;
+	if (f->bulk)
+		q->bulk += f->len;
 	return 0;
 }
 
@@ -159,6 +170,8 @@ outq_ring_pop(struct outq *q)
 	struct frame	*f = q->ring[q->head];
 
 	q->bytes -= f->len - q->off;
+	if (f->bulk)
+		q->bulk -= f->len - q->off;
 	q->off = 0;
 	q->head = (q->head + 1) % q->cap;
 	q->count--;
@@ -213,7 +226,9 @@ outq_send_locked(struct conn *c, struct frame *f)
 {
 	if (c->state >= CONN_CLOSING || c->werr)
 		return -1;
-	if (c->q.bytes + f->len > (size_t)c->send_limit) {
+	/* PROTOCOL §2: only live traffic counts toward the bound. */
+	if (!f->bulk &&
+	    c->q.bytes - c->q.bulk + f->len > (size_t)c->send_limit) {
 		conn_close_locked(c, 4030, "slow consumer");
 		return -1;
 	}
@@ -250,6 +265,69 @@ outq_queued(struct conn *c)
 	return n;
 }
 
+/* At or above the bulk high mark?  See relay.h. */
+int
+outq_bulk_full_locked(const struct conn *c)
+{
+	return c->q.bulk >= (size_t)c->send_limit / 2;
+}
+
+/* Park a job until bulk output drains; conn->mu held; see relay.h. */
+int
+outq_park_locked(struct conn *c, struct job *job)
+{
+	if (c->state >= CONN_CLOSING || c->werr || c->fd < 0)
+		return -1;
+	if (!outq_bulk_full_locked(c))
+		return 0;
+	job->next = c->parked;
+	c->parked = job;
+	metrics_inc(M_PARKED);
+	return 1;
+}
+
+/* Park a job; see relay.h. */
+int
+outq_park(struct conn *c, struct job *job)
+{
+	int	rc;
+
+	pthread_mutex_lock(&c->mu);
+	rc = outq_park_locked(c, job);
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
+/*
+ * Parked jobs to resubmit: all of them once bulk output has drained to the
+ * low mark, or the connection cannot take more (closing, failed).  conn->mu
+ * held; the caller submits them without it (a drop replies on c).
+ */
+static struct job *
+outq_unpark_locked(struct conn *c)
+{
+	struct job	*list = c->parked;
+
+	if (list == NULL)
+		return NULL;
+	if (c->q.bulk > (size_t)c->send_limit / 4 && c->state < CONN_CLOSING &&
+	    !c->werr)
+		return NULL;
+	c->parked = NULL;
+	return list;
+}
+
+static void
+outq_resubmit(struct job *list)
+{
+	struct job	*next;
+
+	for (; list != NULL; list = next) {
+		next = list->next;
+		dbpool_submit(list);
+	}
+}
+
 /* Drop what is queued except a partly sent frame; see relay.h. */
 void
 outq_drop_locked(struct conn *c)
@@ -263,6 +341,8 @@ outq_drop_locked(struct conn *c)
 		struct frame *f = q->ring[(q->head + q->count - 1) % q->cap];
 
 		q->bytes -= f->len;
+		if (f->bulk)
+			q->bulk -= f->len;
 		q->count--;
 		outq_frame_unref(f);
 	}
@@ -351,6 +431,8 @@ outq_write_locked(struct conn *c)
 			if ((size_t)n < left) {
 				q->off += (size_t)n;
 				q->bytes -= (size_t)n;
+				if (f->bulk)
+					q->bulk -= (size_t)n;
 				n = 0;
 				break;
 			}
@@ -371,7 +453,8 @@ outq_write_locked(struct conn *c)
 static void
 outq_service(struct writer *w, struct conn *c, int from_epoll)
 {
-	int	again;
+	struct job	*resume;
+	int		 again;
 
 	pthread_mutex_lock(&c->mu);
 	if (from_epoll)
@@ -391,7 +474,9 @@ outq_service(struct writer *w, struct conn *c, int from_epoll)
 		}
 		pthread_mutex_unlock(&w->mu);
 	}
+	resume = outq_unpark_locked(c);
 	pthread_mutex_unlock(&c->mu);
+	outq_resubmit(resume);
 }
 
 static void *
@@ -575,6 +660,7 @@ outq_detach(struct conn *c)
 {
 	struct timespec	 ts;
 	struct writer	*w;
+	struct job	*parked;
 	int64_t		 deadline;
 	int		 fd;
 
@@ -603,7 +689,12 @@ outq_detach(struct conn *c)
 	c->q.off = 0;
 	while (c->q.count > 0)
 		outq_ring_pop(&c->q);
+	parked = c->parked;
+	c->parked = NULL;
 	pthread_mutex_unlock(&c->mu);
+
+	/* Parked jobs end now: they run once more and find the socket gone. */
+	outq_resubmit(parked);
 
 	if (fd < 0)
 		return;

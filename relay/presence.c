@@ -2,23 +2,34 @@
  * presence.c: who is online across the cluster.
  *
  * One thread with its own database connection keeps this relay's rows:
- * parley.relay_register at start (and again whenever the rows may have been
- * lost: a database outage, or a heartbeat answering that the relay was
- * swept), one parley.connection_add / connection_remove per authenticated
- * connection, in the order they happened (a single queue, so a remove never
- * overtakes its add), parley.relay_heartbeat every WS_HEARTBEAT_INTERVAL,
- * and parley.sweep_relays(3 x WS_HEARTBEAT_INTERVAL) so that the rows of a
- * relay that died go, which the schema's trigger turns into parley_presence
- * notifications.  The listener (listen.c) hands those to presence_notify,
- * which sends `presence` events to this relay's connections (every user
- * with PARLEY_PRESENCE_SCOPE=all, the user's contacts with `contacts`).
+ * parley.relay_register at start, one parley.connection_open /
+ * connection_remove per authenticated connection, in the order they
+ * happened (a single queue, so a remove never overtakes its add),
+ * parley.relay_heartbeat every WS_HEARTBEAT_INTERVAL, and
+ * parley.sweep_stale_relays(3 x WS_HEARTBEAT_INTERVAL) so that the rows of
+ * a relay that died go, which the schema's trigger turns into
+ * parley_presence notifications.  (sweep_stale_relays does not count the
+ * time the database itself was down: after a restart the relays get three
+ * intervals to beat again before anyone is swept.)  The listener
+ * (listen.c) hands those to presence_notify, which sends `presence` events
+ * to this relay's connections (every user with PARLEY_PRESENCE_SCOPE=all,
+ * the user's contacts with `contacts`).
  *
- * After a loss the queue is dropped and rebuilt from the registry: register
- * (deleting this relay's old rows), then add every live connection.
+ * Whenever the rows may have drifted (a database outage, a heartbeat
+ * answering that the relay was swept, a queue too far behind), the queue is
+ * dropped and the registry is stated in one statement,
+ * parley.relay_sync_connections, which changes only the rows that differ
+ * and adds before it removes: users whose connections stayed up see no
+ * offline/online flap.
  *
  * A new connection's row is written before its `welcome` (the caller waits,
  * briefly and only while registered), so that a user's other connection
  * closing at that moment never reports the user offline.
+ *
+ * parley.connection_open also applies client_instance replacement and the
+ * per-user cap across the cluster: it names the connections to close in
+ * parley_evict notifications, which the listener of the relay holding
+ * them acts on (presence_evict, 4009).
  */
 #include "config.h"
 
@@ -43,6 +54,7 @@ struct presence_op {
 	int64_t			 uid;
 	char			 sid[128];
 	char			 instance[RELAY_INSTANCE_MAX + 1];
+	int			 max;		/* PARLEY_MAX_CONN_PER_USER (add) */
 	int			 waiting;	/* a caller waits for it (under mu) */
 	int			 done;
 	int			 abandoned;	/* the caller gave up: we free */
@@ -51,9 +63,11 @@ struct presence_op {
 static const struct db_stmt presence_stmts[] = {
 	{ STMT_REGISTER, "SELECT parley.relay_register($1::text)", 1 },
 	{ STMT_HEARTBEAT, "SELECT parley.relay_heartbeat($1::text)", 1 },
-	{ STMT_SWEEP, "SELECT parley.sweep_relays($1::interval)", 1 },
-	{ STMT_CONN_ADD, "SELECT parley.connection_add($1::text, $2::bigint, "
-	  "$3::bigint, $4::text, $5::text)", 5 },
+	{ STMT_SWEEP, "SELECT parley.sweep_stale_relays($1::interval)", 1 },
+	{ STMT_RESYNC, "SELECT parley.relay_sync_connections($1::text, "
+	  "$2::jsonb)", 2 },
+	{ STMT_CONN_ADD, "SELECT parley.connection_open($1::text, $2::bigint, "
+	  "$3::bigint, $4::text, $5::text, $6::integer)", 6 },
 	{ STMT_CONN_DEL, "SELECT parley.connection_remove($1::text, $2::bigint)",
 	  2 },
 	{ STMT_UNREGISTER, "SELECT parley.relay_unregister($1::text)", 1 },
@@ -159,6 +173,7 @@ presence_add(struct conn *c, const struct auth_ident *id,
     const char *instance, int wait_ms)
 {
 	struct presence_op	*op;
+	struct rcfg		*r;
 
 	if ((op = calloc(1, sizeof(*op))) == NULL)
 		return;
@@ -167,6 +182,9 @@ presence_add(struct conn *c, const struct auth_ident *id,
 	op->uid = id->uid;
 	util_strlcpy(op->sid, id->sid, sizeof(op->sid));
 	util_strlcpy(op->instance, instance, sizeof(op->instance));
+	r = rcfg_get();
+	op->max = (int)r->max_conn_per_user;
+	rcfg_put(r);
 	c->presence = 1;
 	presence_enqueue(op, wait_ms);
 }
@@ -188,20 +206,22 @@ presence_remove(struct conn *c)
 static int
 presence_exec(struct presence_op *op)
 {
-	const char	*v[5];
-	char		 id[24], uid[24];
+	const char	*v[6];
+	char		 id[24], uid[24], max[16];
 	PGresult	*res = NULL;
 	int		 rc;
 
 	snprintf(id, sizeof(id), "%llu", (unsigned long long)op->conn_id);
 	snprintf(uid, sizeof(uid), "%lld", (long long)op->uid);
+	snprintf(max, sizeof(max), "%d", op->max);
 	v[0] = rcfg_boot.relay_id;
 	v[1] = id;
 	if (op->kind == PRESENCE_ADD) {
 		v[2] = uid;
 		v[3] = op->sid;
 		v[4] = op->instance[0] != '\0' ? op->instance : NULL;
-		rc = dbpool_exec(&pr.db, STMT_CONN_ADD, 5, v, &res);
+		v[5] = max;
+		rc = dbpool_exec(&pr.db, STMT_CONN_ADD, 6, v, &res);
 	} else {
 		rc = dbpool_exec(&pr.db, STMT_CONN_DEL, 2, v, &res);
 	}
@@ -215,56 +235,71 @@ presence_exec(struct presence_op *op)
 	return rc;
 }
 
-struct presence_snap {
-	struct presence_op	*head;
-};
-
+/* Registry read lock held: one {"c","u","s","i"} per open connection. */
 static void
 presence_snap_conn(struct conn *c, void *arg)
 {
-	struct presence_snap	*s = arg;
-	struct presence_op	*op;
-	int			 open;
+	json_t	*arr = arg, *o;
+	int	 open;
 
 	pthread_mutex_lock(&c->mu);
 	open = c->state == CONN_OPEN;
 	pthread_mutex_unlock(&c->mu);
-	if (!c->indexed || !open || (op = calloc(1, sizeof(*op))) == NULL)
+	if (!c->indexed || !open || !c->presence)
 		return;
-	op->kind = PRESENCE_ADD;
-	op->conn_id = c->id;
-	op->uid = c->uid;
-	util_strlcpy(op->sid, c->sid, sizeof(op->sid));
-	util_strlcpy(op->instance, c->instance, sizeof(op->instance));
-	op->next = s->head;
-	s->head = op;
+	o = json_pack("{s:I, s:I, s:s}", "c", (json_int_t)c->id,
+	    "u", (json_int_t)c->uid, "s", c->sid);
+	if (o != NULL && c->instance[0] != '\0')
+		json_object_set_new(o, "i", json_string(c->instance));
+	if (o != NULL)
+		json_array_append_new(arr, o);
 }
 
-/* Register (dropping old rows) and add every live connection.  0 / -1. */
+/*
+ * Register, then make this relay's rows match the registry (first time:
+ * after dropping whatever a previous process under the same id left).
+ * 0 / -1.
+ */
 static int
-presence_register(void)
+presence_register(int first)
 {
-	struct presence_snap	 s = { NULL };
-	struct presence_op	*op;
-	const char		*v[1] = { rcfg_boot.relay_id };
-	PGresult		*res = NULL;
-	int			 rc;
+	const char	*v[2] = { rcfg_boot.relay_id, NULL };
+	PGresult	*res = NULL;
+	json_t		*arr;
+	char		*txt = NULL;
+	int		 rc;
 
-	rc = dbpool_exec(&pr.db, STMT_REGISTER, 1, v, &res);
-	PQclear(res);
+	if (first) {
+		rc = dbpool_exec(&pr.db, STMT_REGISTER, 1, v, &res);
+		PQclear(res);
+		res = NULL;
+		if (rc != DB_OK) {
+			if (rc == DB_ERROR)
+				log_warnx("presence: %s", pr.db.err);
+			return -1;
+		}
+	}
+	if ((arr = json_array()) == NULL)
+		return -1;
+	conn_foreach(presence_snap_conn, arr);
+	txt = jsonutil_dump(arr);
+	json_decref(arr);
+	if (txt == NULL)
+		return -1;
+	v[1] = txt;
+	rc = dbpool_exec(&pr.db, STMT_RESYNC, 2, v, &res);
+	explicit_bzero(txt, strlen(txt));
+	free(txt);
 	if (rc != DB_OK) {
 		if (rc == DB_ERROR)
 			log_warnx("presence: %s", pr.db.err);
+		PQclear(res);
 		return -1;
 	}
-	conn_foreach(presence_snap_conn, &s);
-	for (op = s.head; op != NULL; op = op->next)
-		if (presence_exec(op) != DB_OK) {
-			presence_release(s.head);
-			return -1;
-		}
-	presence_release(s.head);
-	log_info("presence: relay %s registered", rcfg_boot.relay_id);
+	log_info("presence: relay %s registered (%s row(s) changed)",
+	    rcfg_boot.relay_id, PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) :
+	    "?");
+	PQclear(res);
 	return 0;
 }
 
@@ -324,6 +359,17 @@ presence_bye(void)
 		PQclear(res);
 }
 
+/* Is the idle presence connection still there?  (Reads what the server
+ * sent: a shutdown's FATAL message and the end of the stream.) */
+static int
+presence_conn_alive(void)
+{
+	PGconn	*pg = pr.db.conn;
+
+	return pg != NULL && PQconsumeInput(pg) &&
+	    PQstatus(pg) == CONNECTION_OK;
+}
+
 static void *
 presence_main(void *arg)
 {
@@ -331,7 +377,7 @@ presence_main(void *arg)
 	struct timespec		 ts;
 	struct rcfg		*r;
 	int64_t			 now, next_beat = 0, wait_ms, hb;
-	int			 registered = 0, rc;
+	int			 registered = 0, ever = 0, rc;
 
 	(void)arg;
 	pthread_mutex_lock(&pr.mu);
@@ -347,7 +393,9 @@ presence_main(void *arg)
 			pr.n = 0;
 			pr.resync = 0;
 			pthread_mutex_unlock(&pr.mu);
-			registered = presence_register() == 0;
+			registered = presence_register(!ever) == 0;
+			if (registered)
+				ever = 1;
 			atomic_store(&pr.up, registered);
 			next_beat = util_mono_ms() + hb;
 			pthread_mutex_lock(&pr.mu);
@@ -359,7 +407,12 @@ presence_main(void *arg)
 			continue;
 		}
 		if (pr.head == NULL && now < next_beat) {
+			/* Idle: look at the connection every second or so, so
+			 * a database restart is noticed (and the rows stated
+			 * again) in about that time, not a heartbeat later. */
 			wait_ms = next_beat - now;
+			if (wait_ms > PRESENCE_RETRY_MS)
+				wait_ms = PRESENCE_RETRY_MS;
 			clock_gettime(CLOCK_MONOTONIC, &ts);
 			ts.tv_sec += wait_ms / 1000;
 			ts.tv_nsec += (wait_ms % 1000) * 1000000L;
@@ -368,6 +421,17 @@ presence_main(void *arg)
 				ts.tv_nsec -= 1000000000L;
 			}
 			pthread_cond_timedwait(&pr.cv, &pr.mu, &ts);
+			if (pr.head == NULL && !pr.stop) {
+				pthread_mutex_unlock(&pr.mu);
+				if (!presence_conn_alive()) {
+					log_warnx("presence: database connection "
+					    "lost");
+					db_disconnect(&pr.db);
+					registered = 0;
+					atomic_store(&pr.up, 0);
+				}
+				pthread_mutex_lock(&pr.mu);
+			}
 			continue;
 		}
 		ops = pr.head;
@@ -513,6 +577,42 @@ presence_notify(PGconn *pg, json_t *n)
 	outq_frame_unref(e.f);
 }
 
+/* ---------------------------------------------------------------- eviction */
+
+struct presence_victim {
+	uint64_t	 conn_id;
+	const char	*reason;
+};
+
+static void
+presence_evict_conn(struct conn *c, void *arg)
+{
+	struct presence_victim	*v = arg;
+
+	if (c->id == v->conn_id)
+		conn_close(c, 4009, v->reason);
+}
+
+/* parley_evict {relay, conn, user, reason}; see relay.h. */
+void
+presence_evict(json_t *n)
+{
+	struct presence_victim	 v;
+	const char		*relay = jsonutil_get_str(n, "relay");
+	const char		*reason = jsonutil_get_str(n, "reason");
+	int64_t			 uid, conn;
+
+	if (relay == NULL || strcmp(relay, rcfg_boot.relay_id) != 0 ||
+	    jsonutil_get_int(n, "user", &uid) == -1 ||
+	    jsonutil_get_int(n, "conn", &conn) == -1 || conn <= 0)
+		return;
+	v.conn_id = (uint64_t)conn;
+	/* A fixed text, not the payload's: it goes into the close frame. */
+	v.reason = reason != NULL && strcmp(reason, "replaced") == 0 ?
+	    "replaced" : "too many connections";
+	conn_foreach_user(uid, presence_evict_conn, &v);
+}
+
 /* ---------------------------------------------------------------- user_list */
 
 static void
@@ -526,6 +626,10 @@ presence_users_run(struct job *job, struct db *db)
 	json_t		*arr;
 	int		 rc, i;
 
+	if ((rc = cmd_job_park(cj)) == 1)
+		return;			/* runs again when output drained */
+	if (rc == -1)
+		goto done;
 	r = rcfg_get();
 	v[1] = r->presence_contacts ? "contacts" : "all";
 	rcfg_put(r);
@@ -542,7 +646,7 @@ presence_users_run(struct job *job, struct db *db)
 		    "id", (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10),
 		    "name", PQgetvalue(res, i, 1),
 		    "online", strcmp(PQgetvalue(res, i, 2), "t") == 0));
-	cmd_job_reply(cj, json_pack("{s:s, s:o}", "type", "user_list",
+	cmd_job_reply_bulk(cj, json_pack("{s:s, s:o}", "type", "user_list",
 	    "users", arr));
 done:
 	PQclear(res);
@@ -557,5 +661,5 @@ presence_user_list(struct conn *c, json_t *msg, const char *ref)
 
 	(void)msg;
 	if ((cj = cmd_job_new(c, ref, sizeof(*cj), presence_users_run)) != NULL)
-		dbpool_submit(&cj->job);
+		cmd_job_submit(cj);
 }

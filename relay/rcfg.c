@@ -56,7 +56,8 @@ static struct cfg_opt rcfg_opts[] = {
 	  "largest inbound message; larger closes with 1009", "SIZE",
 	  NULL, 0, 0 },
 	{ "PARLEY_MAX_CONN_PER_USER", "max-conn-per-user", CFG_INT, "8", 1,
-	  "connections per user; the oldest is replaced (4009)", "N",
+	  "connections per user in the cluster; the oldest is replaced (4009)",
+	  "N",
 	  NULL, 0, 0 },
 	{ "PARLEY_MAX_CONNECTIONS", "max-connections", CFG_INT, "1000", 0,
 	  "WebSocket connections (one thread each); 503 beyond", "N",
@@ -68,7 +69,7 @@ static struct cfg_opt rcfg_opts[] = {
 	  "rate_limited replies in a row before closing with 4029", "N",
 	  NULL, 0, 0 },
 	{ "PARLEY_SEND_QUEUE", "send-queue", CFG_SIZE, "1m", 1,
-	  "outbound bytes queued per connection; beyond closes with 4030",
+	  "live outbound bytes queued per connection; beyond closes with 4030",
 	  "SIZE", NULL, 0, 0 },
 	{ "PARLEY_CONN_RATE", "conn-rate", CFG_STRING, "10/s", 1,
 	  "new WebSockets per second per client address (burst twice that; "

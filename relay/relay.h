@@ -7,8 +7,14 @@
  *                     no big buffers, no database calls except through the
  *                     pool with a bounded wait (handshake authentication).
  *   writers (outq.c)  drain per-connection queues with non-blocking sends;
- *                     nothing else ever writes to a WebSocket.
+ *                     nothing else ever writes to a WebSocket.  They also
+ *                     resubmit jobs parked until a connection's bulk
+ *                     output has drained (flow control, outq.c).
  *   db workers        run jobs (dbpool.c) on connections of their own.
+ *                     A connection's commands go through its own lane
+ *                     (cmd.c): one job in the pool at a time, the rest
+ *                     waiting in arrival order, so they take effect (and
+ *                     messages commit) in the order they were sent.
  *   listener          LISTEN/NOTIFY and fan-out (listen.c, deliver.c,
  *                     group.c, and the listener halves of convo.c and
  *                     presence.c).
@@ -43,6 +49,7 @@ struct mg_context;
 struct conn;
 struct frame;
 struct auth_ident;
+struct job;
 
 #define RELAY_PROGNAME		"parley-relay"
 #define RELAY_REF_MAX		64	/* PROTOCOL §2: "ref" <= 64 bytes */
@@ -51,6 +58,10 @@ struct auth_ident;
 #define RELAY_CONV_MAX		48	/* "group:<id>" / "dm:<a>:<b>" */
 #define RELAY_CLOSE_GRACE_MS	2000	/* our close frame -> force shutdown */
 #define RELAY_PRESENCE_WAIT_MS	2000	/* connect waits for its presence row */
+#define RELAY_LANE_MAX		1000	/* commands waiting per connection */
+#define RELAY_LANE_BYTES	(4 << 20)	/* their bodies, bytes */
+#define RELAY_BACKFILL_MAX	256	/* conversations deferred per connection */
+#define RELAY_BACKFILL_LAG	20000	/* messages a deferred one may lag: 4030 */
 
 /* ------------------------------------------------------------ rcfg.c */
 
@@ -119,6 +130,8 @@ enum metrics_ctr {
 	M_FRAMES_OUT,
 	M_BYTES_OUT,
 	M_DB_RECONNECTS,
+	M_DEFERRED,		/* catch-up deliveries deferred (deliver.c) */
+	M_PARKED,		/* jobs parked for bulk output to drain */
 	M__COUNT
 };
 
@@ -146,6 +159,10 @@ struct frame {
 	atomic_int	 refs;
 	uint32_t	 len;		/* bytes in data */
 	uint8_t		 opcode;
+	uint8_t		 bulk;		/* relay-initiated bulk output: paced by
+					   its producer, not counted toward
+					   PARLEY_SEND_QUEUE (set before the
+					   first outq_send, never changed) */
 	unsigned char	 data[];
 };
 
@@ -155,6 +172,7 @@ struct outq {
 	uint32_t	 cap, head, count;
 	size_t		 off;		/* bytes of ring[head] already sent */
 	size_t		 bytes;		/* queued, not yet sent */
+	size_t		 bulk;		/* of which in bulk frames */
 };
 
 struct writer;
@@ -177,8 +195,10 @@ int	outq_attach(struct conn *);
 /*
  * Queue a frame (a reference is taken).  Never blocks.  Returns 0; or -1
  * when the connection is closing (frame dropped: the peer is going away) or
- * when the queue would exceed PARLEY_SEND_QUEUE, in which case the
- * connection is being closed with 4030 (PROTOCOL §2: never a silent drop).
+ * when the live (not bulk) part of the queue would exceed PARLEY_SEND_QUEUE,
+ * in which case the connection is being closed with 4030 (PROTOCOL §2:
+ * never a silent drop).  Bulk frames are never refused for size: their
+ * producers pace themselves with outq_bulk_full / outq_park.
  */
 int	outq_send(struct conn *, struct frame *);
 /* Same, for a caller already holding conn->mu. */
@@ -189,6 +209,22 @@ void	outq_close_locked(struct conn *, int code, const char *reason);
 void	outq_drop_locked(struct conn *);
 /* Bytes queued and not yet sent. */
 size_t	outq_queued(struct conn *);
+/*
+ * Bulk pacing (parley-relay(8), "FLOW CONTROL"): a producer stops filling
+ * while the unsent bulk bytes are at or above half of the connection's
+ * PARLEY_SEND_QUEUE and continues once they have drained to a quarter.
+ * outq_bulk_full_locked: conn->mu held; 1 when at or above the mark.
+ */
+int	outq_bulk_full_locked(const struct conn *);
+/*
+ * Park a job until the connection's bulk output has drained: 1 parked
+ * (the writer resubmits it with dbpool_submit, or outq_detach drops it),
+ * 0 when there is room now (not parked; run on), -1 when the connection
+ * is closing (not parked; the caller finishes the job).  conn->mu held
+ * for the _locked form.
+ */
+int	outq_park(struct conn *, struct job *);
+int	outq_park_locked(struct conn *, struct job *);
 /* Release the queue memory (conn being freed). */
 void	outq_free(struct outq *);
 
@@ -213,6 +249,15 @@ struct conn_expect {
 	char		 client_id[RELAY_CLIENT_ID_MAX + 1];
 	int64_t		 at_ms;		/* monotonic, for expiry */
 };
+
+/* A conversation whose delivery to this connection is deferred (deliver.c). */
+struct conn_backfill {
+	char		 conv[RELAY_CONV_MAX];
+	int64_t		 after;		/* delivered up to this seq */
+	int64_t		 upto;		/* handed over by the listener up to */
+};
+
+struct cmd_job;
 
 struct conn {
 	uint64_t		 id;		/* unique in this process */
@@ -256,6 +301,15 @@ struct conn {
 	int64_t			 next_ping_ms;	/* monotonic */
 	struct conn_expect	*expect;
 	size_t			 nexpect;
+	struct job		*parked;	/* waiting for bulk output to drain */
+	/* The command lane (cmd.c): jobs waiting behind the running one. */
+	struct cmd_job		*lane_head, *lane_tail;
+	size_t			 lane_n, lane_bytes;
+	int			 lane_busy;	/* a job of the lane runs or is parked */
+	/* Deferred delivery (deliver.c). */
+	struct conn_backfill	*bf;
+	size_t			 nbf;
+	int			 bf_job;	/* a backfill job exists */
 
 	/* Reader thread only (ws.c, cmd.c). */
 	char			*frag;		/* fragmented message so far */
@@ -347,7 +401,7 @@ uint64_t conn_next_id(void);
  * (queue full, shutting down).  Both own the job afterwards.
  */
 struct job {
-	struct job	*next;
+	struct job	*next;		/* pool queue, lane or parked list */
 	void		(*run)(struct job *, struct db *);
 	void		(*drop)(struct job *);
 	int64_t		 queued_ms;
@@ -371,12 +425,16 @@ struct job {
 #define STMT_CONN_ADD	"parley_relay_conn_add"
 #define STMT_CONN_DEL	"parley_relay_conn_del"
 #define STMT_UNREGISTER	"parley_relay_unregister"
+#define STMT_AFTER	"parley_relay_after"
+#define STMT_RESYNC	"parley_relay_resync"
 
 /* Start n workers on `conninfo`.  0 or -1. */
 int	dbpool_start(const char *conninfo, int n);
 void	dbpool_stop(void);
 /* Queue a job; on a full queue or after stop, job->drop is called. */
 void	dbpool_submit(struct job *);
+/* Queue a job: 0, or -1 (full or stopping) leaving the job to the caller. */
+int	dbpool_try_submit(struct job *);
 /* Timed statement execution with metrics; same contract as db_exec. */
 int	dbpool_exec(struct db *, const char *stmt, int nparams,
 	    const char *const *values, PGresult **res);
@@ -459,6 +517,10 @@ struct cmd_job {
 	int64_t		 uid;
 	char		 ref[RELAY_REF_MAX + 1];
 	int		 has_ref;
+	int		 in_lane;	/* holds c's lane: freeing it runs the next */
+	size_t		 cost;		/* bytes it holds while waiting (body) */
+	const char	*drop_code;	/* error code when dropped */
+	const char	*drop_msg;
 };
 
 /*
@@ -469,6 +531,23 @@ struct cmd_job {
 void	*cmd_job_new(struct conn *, const char *ref, size_t size,
 	    void (*run)(struct job *, struct db *));
 void	cmd_job_free(void *);
+/*
+ * Run a command job through its connection's lane: at once when the lane
+ * is idle, else after the commands sent before it (PROTOCOL §2 order).  A
+ * full lane (RELAY_LANE_MAX jobs or RELAY_LANE_BYTES) drops the job with
+ * `rate_limited`.  Never blocks.
+ */
+void	cmd_job_submit(struct cmd_job *);
+/*
+ * Park a running job until the connection's bulk output drains (outq_park):
+ * 1 parked (return from run without freeing; it runs again later), 0 go
+ * on, -1 the connection is closing (finish and free the job).
+ */
+int	cmd_job_park(struct cmd_job *);
+/* Queue a bulk reply (replies to history, sync, lists) with the ref. */
+int	cmd_job_reply_bulk(struct cmd_job *, json_t *);
+/* Queue a JSON object as a bulk frame (reference stolen).  0 / -1. */
+int	cmd_send_json_bulk(struct conn *, json_t *);
 /* Queue a reply carrying the job's ref (reference stolen). */
 int	cmd_job_reply(struct cmd_job *, json_t *);
 /* Answer a failed statement: `unavailable`, or the schema's SQLSTATE. */
@@ -522,6 +601,12 @@ void	presence_add(struct conn *, const struct auth_ident *,
 void	presence_remove(struct conn *);
 /* A parley_presence notification (listener thread). */
 void	presence_notify(PGconn *, json_t *);
+/*
+ * A parley_evict notification (listener thread): close the named connection
+ * of this relay with 4009 (client_instance replaced, or the per-user cap
+ * reached, anywhere in the cluster).
+ */
+void	presence_evict(json_t *);
 /* The user_list command. */
 void	presence_user_list(struct conn *, json_t *, const char *ref);
 
@@ -590,6 +675,11 @@ int	deliver_catch_up(PGconn *, int64_t lost_at_ms);
 void	deliver_prune(int64_t max_idle_ms);
 /* Queue a JSON object to every connection of a user (listener thread). */
 void	deliver_user_json(int64_t uid, json_t *);
+/*
+ * The user left `conv` (a group): forget its deferred delivery on the
+ * user's connections, so nothing more of it reaches them.
+ */
+void	deliver_backfill_forget(int64_t uid, const char *conv);
 
 /* ------------------------------------------------------------ listen.c */
 

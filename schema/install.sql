@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS parley.schema_migrations (
 \set parley_version 2
 \set parley_migration 0002-relay
 \ir upgrade/apply.psql
+\set parley_version 3
+\set parley_migration 0003-presence
+\ir upgrade/apply.psql
 
 -- parley's own functions, replaced on every run.
 BEGIN;

@@ -13,4 +13,5 @@ schemaupgradedir = $(pkgdatadir)/schema/upgrade
 dist_schemaupgrade_DATA = \
 	schema/upgrade/apply.psql \
 	schema/upgrade/0001-base.sql \
-	schema/upgrade/0002-relay.sql
+	schema/upgrade/0002-relay.sql \
+	schema/upgrade/0003-presence.sql

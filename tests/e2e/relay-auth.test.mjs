@@ -6,10 +6,13 @@
 // forbidden_origin or 400 bad_request and a JSON body; the first-frame way
 // closes with 4001, 4002, 4010, 4011 or 1008.  Then what follows from an
 // identity: the welcome event, the per-user cap and client_instance
-// replacement (4009), live session revocation (4011), refresh,
-// token_expiring and 4010 when a token runs out.
+// replacement (4009), live session revocation (4011), refresh (a refused
+// one keeps the old token), token_expiring about a minute before exp, 4010
+// when a token runs out, 4011 when the session expires, every JWT check
+// (alg, claim types, size), and the PARLEY_ALLOWED_ORIGINS list.
 
 import { test, before, after } from 'node:test';
+import crypto from 'node:crypto';
 import {
   assert, skipReason, setupDatabase, writeHmacKey, makeUser, newSession, mint,
   startRelay, Client, tmpDir,
@@ -213,4 +216,112 @@ test('token_expiring before exp, then 4010 unless refreshed', { skip }, async ()
   assert.equal(d.closed, null);
   assert.equal((await d.request({ type: 'ping' })).type, 'pong');
   d.close();
+});
+
+/** A JWT with any header and claims, signed HS256 with `secret` (or not at all). */
+function rawJwt(header, claims, secret) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const head = `${b64(header)}.${b64(claims)}`;
+  if (secret === null)
+    return `${head}.`;
+  const alg = header.alg === 'HS512' ? 'sha512' : 'sha256';
+  return `${head}.${crypto.createHmac(alg, secret).update(head).digest('base64url')}`;
+}
+
+test('every JWT check: alg none or another alg, claim types, missing claims, oversized tokens', { skip }, async () => {
+  const u = await makeUser(pg, 'jwt');
+  const claims = () => ({
+    iss: 'parley', aud: 'parley-relay', sub: String(u.id), name: u.name, sid: String(u.sid),
+    iat: now() - 1, nbf: now() - 1, exp: now() + 300, jti: crypto.randomBytes(8).toString('hex'),
+  });
+  const hs = { alg: 'HS256', typ: 'JWT' };
+  // The control: the same construction with nothing wrong is accepted.
+  const good = await Client.connect(relay.url, rawJwt(hs, claims(), key.secret));
+  assert.equal(good.welcome.user.id, u.id);
+  good.close();
+  const bad = [
+    ['alg none', rawJwt({ alg: 'none', typ: 'JWT' }, claims(), null)],
+    ['alg none, signed anyway', rawJwt({ alg: 'none', typ: 'JWT' }, claims(), key.secret)],
+    ['HS512 with the right secret', rawJwt({ alg: 'HS512', typ: 'JWT' }, claims(), key.secret)],
+    ['sub a number', rawJwt(hs, { ...claims(), sub: u.id }, key.secret)],
+    ['sub another user', rawJwt(hs, { ...claims(), sub: String(u.id + 1000) }, key.secret)],
+    ['exp a string', rawJwt(hs, { ...claims(), exp: String(now() + 300) }, key.secret)],
+    ['no exp', rawJwt(hs, (({ exp, ...c }) => c)(claims()), key.secret)],
+    ['no sid', rawJwt(hs, (({ sid, ...c }) => c)(claims()), key.secret)],
+    ['aud a list without ours', rawJwt(hs, { ...claims(), aud: ['other'] }, key.secret)],
+    ['over 8 KiB', rawJwt(hs, { ...claims(), pad: 'p'.repeat(9000) }, key.secret)],
+  ];
+  for (const [what, tok] of bad) {
+    const e = await refused(tok);
+    assert.equal(e.status, 401, `${what}: ${e.text}`);
+    assert.equal(e.body.error, 'invalid_token', what);
+  }
+  // In an auth frame as well.
+  const c = await Client.open(relay.url, { protocols: ['parley.v1'] });
+  c.send({ type: 'auth', token: bad[0][1] });
+  assert.equal((await c.whenClosed()).code, 4001);
+  // A 96 KiB token (the size that would overflow a 100 KiB worker stack in
+  // a recursive parser) is refused before the upgrade, and the relay lives.
+  const huge = rawJwt(hs, { ...claims(), pad: 'p'.repeat(96 * 1024) }, key.secret);
+  const h = await Client.open(relay.url, { protocols: ['parley.v1', `parley.token.${huge}`] }).then(
+    (x) => { x.terminate(); return null; }, (err) => err);
+  assert.ok(h, 'a 96 KiB token was accepted');
+  const ok = await Client.connect(relay.url, await mint(key, u));
+  assert.equal((await ok.request({ type: 'ping' })).type, 'pong');
+  ok.close();
+});
+
+test('token_expiring comes about a minute before exp; a refused refresh keeps the old token', { skip }, async () => {
+  const u = await makeUser(pg, 'texp');
+  const v = await makeUser(pg, 'texp');
+  const exp = now() + 65;
+  const t0 = Date.now();
+  const c = await Client.connect(relay.url, await mint(key, u, { exp }));
+  // Refused refreshes: another user's token (forbidden), garbage, expired.
+  const f = await c.request({ type: 'refresh', token: await mint(key, v, { exp: now() + 900 }) });
+  assert.deepEqual([f.type, f.code], ['error', 'forbidden']);
+  const g = await c.request({ type: 'refresh', token: await mint(key, u, { exp: now() - 10, iat: now() - 100, nbf: now() - 100 }) });
+  assert.deepEqual([g.type, g.code], ['error', 'invalid_token']);
+  await c.none('token_expiring', 2500);
+  const warn = await c.next('token_expiring', { timeoutMs: 8000 });
+  const at = (Date.now() - t0) / 1000;
+  // exp - 60 s, give or take the timer's tick and a second of rounding.
+  assert.equal(warn.expires_at, exp);
+  assert.ok(at >= 3.5 && at <= 7, `token_expiring after ${at} s, exp in 65 s`);
+  c.close();
+});
+
+test('a session that expires while its socket is open closes it with 4011', { skip }, async () => {
+  const u = await makeUser(pg, 'sexp');
+  const sid = await newSession(pg, u.id, '3 seconds');
+  const t0 = Date.now();
+  const c = await Client.connect(relay.url, await mint(key, { ...u, sid }));
+  const closed = await c.whenClosed({ timeoutMs: 10000 });
+  assert.equal(closed.code, 4011);
+  const took = Date.now() - t0;
+  assert.ok(took >= 1500 && took < 6000, `closed after ${took} ms`);
+});
+
+test('PARLEY_ALLOWED_ORIGINS: listed origins only (and no Origin at all)', { skip }, async () => {
+  const r = await startRelay({ pg, key, name: 'relay-auth-origins',
+    env: { PARLEY_ALLOWED_ORIGINS: 'https://app.example.org, http://localhost:3000' } });
+  try {
+    const u = await makeUser(pg, 'orig');
+    const offer = async () => ['parley.v1', `parley.token.${await mint(key, u)}`];
+    for (const origin of ['https://app.example.org', 'HTTPS://APP.example.org', 'http://localhost:3000', undefined]) {
+      const c = await Client.open(r.url, { protocols: await offer(), origin });
+      await c.next('welcome');
+      c.close();
+    }
+    // Not listed, including the relay's own host (the list replaces same-host).
+    for (const origin of ['https://evil.example', 'http://app.example.org', 'https://app.example.org:8443',
+      `http://127.0.0.1:${r.port}`, 'null']) {
+      const e = await Client.open(r.url, { protocols: await offer(), origin }).then(
+        (c) => { c.terminate(); return null; }, (err) => err);
+      assert.ok(e, `${origin} was accepted`);
+      assert.deepEqual([e.status, e.body.error], [403, 'forbidden_origin'], origin);
+    }
+  } finally {
+    await r.stop();
+  }
 });

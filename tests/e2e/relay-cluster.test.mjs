@@ -4,12 +4,14 @@
 // the sender's other connections included and the sending one excluded;
 // concurrent senders on both relays give one gapless seq per conversation
 // delivered in order everywhere; membership removal and session
-// revocation take effect on both.
+// revocation take effect on both; client_instance replacement and the
+// per-user cap apply across the cluster; presence stays steady across a
+// database restart (the relays re-register their connections by difference).
 
 import { test, before, after } from 'node:test';
 import {
   assert, skipReason, setupDatabase, writeHmacKey, makeUser, mint, startRelay,
-  Client, tmpDir,
+  Client, tmpDir, waitFor,
 } from './relay-helpers.mjs';
 
 const skip = skipReason() || false;
@@ -123,4 +125,62 @@ test('membership removal and session revocation act on both relays', { skip }, a
   assert.equal((await b2.whenClosed()).code, 4011);
   assert.equal((await a1.request({ type: 'ping' })).type, 'pong');
   a1.close();
+});
+
+test('client_instance replacement and the per-user cap hold across relays (4009)', { skip }, async () => {
+  const u = await makeUser(pg, 'xi');
+  const tab = async (relay, instance) => Client.connect(relay.url, await mint(key, u), { instance });
+  const c1 = await tab(r1, 'tab-1');
+  const c2 = await tab(r2, 'tab-1');
+  const closed = await c1.whenClosed({ timeoutMs: 5000 });
+  assert.deepEqual([closed.code, closed.reason], [4009, 'replaced']);
+  assert.equal((await c2.request({ type: 'ping' })).type, 'pong');
+  // PARLEY_MAX_CONN_PER_USER is 8 on both: eight more anywhere push out
+  // the oldest of the nine, c2, and nothing else.
+  const more = [];
+  for (let i = 0; i < 8; i++)
+    more.push(await tab(i % 2 ? r1 : r2, `more-${i}`));
+  const gone = await c2.whenClosed({ timeoutMs: 5000 });
+  assert.deepEqual([gone.code, gone.reason], [4009, 'too many connections']);
+  for (const c of more)
+    assert.equal((await c.request({ type: 'ping' })).type, 'pong');
+  assert.ok(more.every((c) => c.closed === null));
+  for (const c of more)
+    c.close();
+});
+
+test('a database restart: sockets stay, presence does not flap, rows are kept', { skip }, async () => {
+  const x = await makeUser(pg, 'px');
+  const w = await makeUser(pg, 'pw');
+  const cw = await on(r2, w);
+  const x1 = await on(r1, x);
+  assert.deepEqual(await cw.next((m) => m.type === 'presence' && m.user === x.id), { type: 'presence', user: x.id, online: true });
+  const rows = () => pg.psql(`SELECT relay_id || '/' || conn_id || '@' || connected_at FROM parley.connections
+                               WHERE user_id = ${x.id} ORDER BY 1`);
+  const before = await rows();
+  assert.match(before, /^relay-c1-\d+\/\d+@/);
+  const at = [r1.logSize(), r2.logSize()];
+
+  await pg.restart({ mode: 'fast' });
+  // Both relays notice, reconnect and state their connections again.
+  for (const [i, r] of [r1, r2].entries()) {
+    await r.waitForLog(/presence: relay \S+ registered/, { from: at[i], timeoutMs: 20000 });
+    await waitFor(async () => (await r.http('/healthz')).status === 200,
+      { timeoutMs: 20000, what: `${r.name} /healthz 200 after the restart` });
+  }
+  // r1's row for x is the same row: no offline/online went out for x.
+  assert.equal(await rows(), before);
+  assert.match(r1.logText().slice(at[0]), /registered \(0 row\(s\) changed\)/);
+  await cw.none((m) => m.type === 'presence' && m.user === x.id, 1000);
+  const ul = await cw.request({ type: 'user_list' });
+  assert.equal(ul.users.find((u) => u.id === x.id).online, true);
+  assert.equal(x1.closed, null);
+  assert.equal(cw.closed, null);
+  // And the relays work as before: a message across, then a real offline.
+  const ack = await x1.request({ type: 'private_message', to: w.id, body: 'still here', client_id: 'rs-1' });
+  assert.equal(ack.type, 'ack');
+  assert.equal((await cw.next('private_message')).id, ack.id);
+  x1.close();
+  assert.deepEqual(await cw.next((m) => m.type === 'presence' && m.user === x.id), { type: 'presence', user: x.id, online: false });
+  cw.close();
 });

@@ -3,8 +3,8 @@
 // read and typing (reaching the user's other connections on both relays),
 // join_group/leave_group/group_list, user_list and presence across the
 // cluster (including a relay killed with SIGKILL being swept), heartbeats
-// (4000 for a client that never answers pings), and a slow consumer closed
-// with 4030 and made whole by sync.
+// (4000 for a client that never answers pings), a slow consumer closed
+// with 4030 and made whole by sync, and PARLEY_PRESENCE_SCOPE=contacts.
 
 import { test, before, after } from 'node:test';
 import {
@@ -247,10 +247,14 @@ test('a slow consumer is closed with 4030 and made whole by sync', { skip }, asy
     // 400 x 30 KB: more than the socket buffers of loopback hold.
     const body = 'x'.repeat(30000);
     const N = 400;
-    for (let i = 1; i <= N; i++)
-      ca.send({ type: 'private_message', to: b.id, body: `${i} ${body}`, client_id: `slow-${i}` });
-    for (let i = 1; i <= N; i++)
-      assert.equal((await ca.next('ack', { timeoutMs: 20000 })).type, 'ack');
+    // In batches of 100 (3 MB): a connection's waiting commands are bounded
+    // (RELAY_LANE_BYTES, 4 MiB of bodies).
+    for (let from = 1; from <= N; from += 100) {
+      for (let i = from; i < from + 100; i++)
+        ca.send({ type: 'private_message', to: b.id, body: `${i} ${body}`, client_id: `slow-${i}` });
+      for (let i = from; i < from + 100; i++)
+        assert.equal((await ca.next((m) => m.type === 'ack' || m.type === 'error', { timeoutMs: 20000 })).type, 'ack');
+    }
     cb.ws.resume();
     const closed = await cb.whenClosed({ timeoutMs: 20000 });
     assert.equal(closed.code, 4030);
@@ -292,6 +296,43 @@ test('a slow consumer is closed with 4030 and made whole by sync', { skip }, asy
     assert.ok(rest.filter((q) => q > last).length >= N - last, 'sync did not bring everything after the last seq seen');
     ca.close();
     again.close();
+  } finally {
+    await r.stop();
+  }
+});
+
+test('PARLEY_PRESENCE_SCOPE=contacts: presence and user_list only among users who share a group or a conversation', { skip }, async () => {
+  const r = await startRelay({ pg, key, name: 'relay-cmd-contacts', env: { PARLEY_PRESENCE_SCOPE: 'contacts' } });
+  try {
+    const x = await makeUser(pg, 'cx');
+    const mate = await makeUser(pg, 'cmate');
+    const pal = await makeUser(pg, 'cpal');
+    const stranger = await makeUser(pg, 'cstr');
+    const gid = Number(await pg.psql(`SELECT parley.create_group('contacts${process.pid}')`));
+    await pg.psql(`SELECT parley.add_member(${gid}, ${x.id}); SELECT parley.add_member(${gid}, ${mate.id});
+                   SELECT * FROM parley.post_message(${pal.id}, '${dm(pal, x)}', 'hi', 'c-1');`);
+    const at = async (u) => Client.connect(r.url, await mint(key, u));
+    const cm = await at(mate);
+    const cp = await at(pal);
+    const cs = await at(stranger);
+    const cx = await at(x);
+    for (const c of [cm, cp])
+      assert.deepEqual(await c.next((m) => m.type === 'presence' && m.user === x.id), { type: 'presence', user: x.id, online: true });
+    await cs.none((m) => m.type === 'presence', 500);
+    const ids = async (c) => (await c.request({ type: 'user_list' })).users.map((u) => u.id).sort((p, q) => p - q);
+    const sorted = (...us) => us.map((u) => u.id).sort((p, q) => p - q);
+    assert.deepEqual(await ids(cs), sorted(stranger));
+    assert.deepEqual(await ids(cm), sorted(mate, x));
+    assert.deepEqual(await ids(cp), sorted(pal, x));
+    assert.deepEqual(await ids(cx), sorted(x, mate, pal));
+    const ul = await cm.request({ type: 'user_list' });
+    assert.equal(ul.users.find((u) => u.id === x.id).online, true);
+    cx.close();
+    for (const c of [cm, cp])
+      assert.deepEqual(await c.next((m) => m.type === 'presence' && m.user === x.id), { type: 'presence', user: x.id, online: false });
+    await cs.none((m) => m.type === 'presence', 300);
+    for (const c of [cm, cp, cs])
+      c.close();
   } finally {
     await r.stop();
   }

@@ -87,9 +87,12 @@ export async function newSession(pg, uid, ttl = '1 hour') {
 export async function mint(key, user, opts = {}) {
   const { jose } = deps();
   const now = Math.floor(Date.now() / 1000);
+  // iat and nbf a second back by default: the relay's time(2) (a coarse
+  // clock) can still show the previous second when ours has moved on, and
+  // some tests run it with PARLEY_JWT_LEEWAY=0.
   const claims = {
     iss: 'parley', aud: 'parley-relay', sub: String(user.id), name: user.name,
-    sid: String(user.sid), iat: opts.iat ?? now, nbf: opts.nbf ?? now,
+    sid: String(user.sid), iat: opts.iat ?? now - 1, nbf: opts.nbf ?? now - 1,
     exp: opts.exp ?? now + 300, jti: crypto.randomBytes(8).toString('hex'),
     ...(opts.claims || {}),
   };
@@ -178,11 +181,12 @@ export class Client {
     ws.on('error', () => {});
   }
 
-  static open(url, { protocols, headers, origin, autoPong = true } = {}) {
-    // headers: extra request headers (e.g. X-Forwarded-For).
+  static open(url, { protocols, headers, origin, autoPong = true, localAddress } = {}) {
+    // headers: extra request headers (e.g. X-Forwarded-For); localAddress:
+    // the source address (127.0.0.N, one client address per test behind a proxy).
     const { WebSocket } = deps();
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, protocols, { headers, origin, autoPong, handshakeTimeout: 10000 });
+      const ws = new WebSocket(url, protocols, { headers, origin, autoPong, localAddress, handshakeTimeout: 10000 });
       const c = new Client(ws);
       ws.once('open', () => resolve(c));
       ws.once('unexpected-response', (req, res) => {
@@ -203,11 +207,11 @@ export class Client {
   }
 
   /** Connect with the token in the subprotocol and wait for `welcome`. */
-  static async connect(url, token, { instance, headers, origin } = {}) {
+  static async connect(url, token, { instance, headers, origin, localAddress, autoPong } = {}) {
     const protocols = ['parley.v1', `parley.token.${token}`];
     if (instance)
       protocols.push(`parley.instance.${instance}`);
-    const c = await Client.open(url, { protocols, headers, origin });
+    const c = await Client.open(url, { protocols, headers, origin, localAddress, autoPong });
     c.welcome = await c.next((m) => m.type === 'welcome');
     return c;
   }

@@ -2,8 +2,9 @@
 // on one relay: strict decoding with `ref` echoed, ping, private and group
 // messages with the ack only after COMMIT, the idempotent retry, delivery to
 // every connection of the recipients and the sender's other connections
-// (not the sending one), seq order, membership enforced and removed live,
-// and the rate limit (rate_limited, then 4029).
+// (not the sending one), seq order, one sender's messages committed in send
+// order, membership enforced and removed live, the rate limit
+// (rate_limited, then 4029), and too_large.
 
 import { test, before, after } from 'node:test';
 import {
@@ -135,12 +136,17 @@ test('the ack waits for COMMIT: nothing while the conversation is locked', { ski
   let out = '';
   psql.stdout.on('data', (d) => { out += d; });
   psql.stdin.write(`BEGIN;\nSELECT 'locked:' || id FROM parley.conversations WHERE id = '${dm(a, b)}' FOR UPDATE;\n`);
-  await waitFor(() => out.includes('locked:'), { what: 'the row lock' });
-  ca.send({ type: 'private_message', to: b.id, body: 'second', client_id: 'l-2', ref: 'l2' });
-  await ca.none((m) => m.ref === 'l2', 700);
-  await cb.none('private_message', 0);
-  assert.equal(Number(await pg.psql(`SELECT count(*) FROM parley.messages WHERE sender_id = ${a.id}`)), 1);
-  psql.stdin.write('COMMIT;\n\\q\n');
+  try {
+    await waitFor(() => out.includes('locked:'), { what: 'the row lock' });
+    ca.send({ type: 'private_message', to: b.id, body: 'second', client_id: 'l-2', ref: 'l2' });
+    await ca.none((m) => m.ref === 'l2', 700);
+    await cb.none('private_message', 0);
+    assert.equal(Number(await pg.psql(`SELECT count(*) FROM parley.messages WHERE sender_id = ${a.id}`)), 1);
+  } finally {
+    // Also when an assertion failed: a psql left holding the lock would
+    // keep the test process from ever exiting.
+    psql.stdin.write('COMMIT;\n\\q\n');
+  }
   const ack = await ca.next((m) => m.ref === 'l2');
   assert.equal(ack.type, 'ack');
   assert.equal(ack.seq, 2);
@@ -189,6 +195,61 @@ test('many messages arrive in seq order without gaps', { skip }, async () => {
   assert.deepEqual(acks.map((m) => m.seq).sort((x, y) => x - y), Array.from({ length: N }, (_, i) => i + 1));
   ca.close();
   cb.close();
+});
+
+test('one sender, 200 messages back-to-back: acks, seqs and delivery in send order', { skip }, async () => {
+  // Its own relay: the default rate limit (20/s, burst 40) would refuse most.
+  const r = await startRelay({ pg, key, name: 'relay-msg-order', env: { PARLEY_RATE: '1000/s' } });
+  try {
+    const a = await makeUser(pg, 'ord');
+    const b = await makeUser(pg, 'ord');
+    const on = async (u) => Client.connect(r.url, await mint(key, u));
+    const ca = await on(a);
+    const ca2 = await on(a);
+    const cb = await on(b);
+    const N = 200;
+    const order = Array.from({ length: N }, (_, i) => `o-${i + 1}`);
+    // No waiting for acks: all 200 are in flight at once.
+    for (const cid of order)
+      ca.send({ type: 'private_message', to: b.id, body: `body ${cid}`, client_id: cid, ref: cid });
+    const acks = [];
+    for (let i = 0; i < N; i++)
+      acks.push(await ca.next((m) => m.type === 'ack' || m.type === 'error', { timeoutMs: 20000 }));
+    assert.deepEqual(acks.map((m) => m.type), Array(N).fill('ack'), JSON.stringify(acks.find((m) => m.type !== 'ack')));
+    // The acks come back in send order, and the seqs follow it.
+    assert.deepEqual(acks.map((m) => m.client_id), order);
+    assert.deepEqual(acks.map((m) => m.ref), order);
+    assert.deepEqual(acks.map((m) => m.seq), Array.from({ length: N }, (_, i) => i + 1));
+    // Every receiver (the recipient, the sender's other connection) sees the send order.
+    for (const c of [cb, ca2]) {
+      const got = [];
+      for (let i = 0; i < N; i++)
+        got.push(await c.next('private_message', { timeoutMs: 20000 }));
+      assert.deepEqual(got.map((m) => m.client_id), order);
+      assert.deepEqual(got.map((m) => m.seq), acks.map((m) => m.seq));
+    }
+    await ca.none('private_message', 0);
+    assert.equal(await pg.psql(`SELECT string_agg(client_id, ',' ORDER BY seq) FROM parley.messages
+                                 WHERE sender_id = ${a.id}`), order.join(','));
+
+    // Other commands keep their order too: a join_group sent right before a
+    // group_message takes effect first.
+    const gid = Number(await pg.psql(`SELECT parley.create_group('ord${process.pid}', 'public')`));
+    ca.send({ type: 'join_group', group: gid, ref: 'j' });
+    ca.send({ type: 'group_message', group: gid, body: 'right after joining', client_id: 'after-join', ref: 'g' });
+    ca.send({ type: 'leave_group', group: gid, ref: 'l' });
+    ca.send({ type: 'group_message', group: gid, body: 'after leaving', client_id: 'after-leave', ref: 'g2' });
+    assert.equal((await ca.next((m) => m.ref === 'j')).type, 'group_joined');
+    const g = await ca.next((m) => m.ref === 'g');
+    assert.deepEqual([g.type, g.seq], ['ack', 1]);
+    assert.equal((await ca.next((m) => m.ref === 'l')).type, 'group_left');
+    const g2 = await ca.next((m) => m.ref === 'g2');
+    assert.deepEqual([g2.type, g2.code], ['error', 'forbidden']);
+    for (const c of [ca, ca2, cb])
+      c.close();
+  } finally {
+    await r.stop();
+  }
 });
 
 test('group messages: members get them, non-members get forbidden, removal is live', { skip }, async () => {
@@ -247,4 +308,21 @@ test('rate limit: rate_limited with the ref, then 4029 for a flood', { skip }, a
   const d = await connect(u);
   assert.equal((await d.request({ type: 'ping' })).type, 'pong');
   d.close();
+});
+
+test('a body over 64 KiB is too_large (with PARLEY_MAX_FRAME raised to let it in); 64 KiB is fine', { skip }, async () => {
+  const r = await startRelay({ pg, key, name: 'relay-msg-large', env: { PARLEY_MAX_FRAME: '256k' } });
+  try {
+    const a = await makeUser(pg, 'big');
+    const b = await makeUser(pg, 'big');
+    const ca = await Client.connect(r.url, await mint(key, a));
+    const e = await ca.request({ type: 'private_message', to: b.id, body: 'x'.repeat(65537), client_id: 'big-1', ref: 'b1' });
+    assert.deepEqual([e.type, e.code, e.ref], ['error', 'too_large', 'b1']);
+    const ok = await ca.request({ type: 'private_message', to: b.id, body: 'x'.repeat(65536), client_id: 'big-2' });
+    assert.equal(ok.type, 'ack');
+    assert.equal(await pg.psql(`SELECT string_agg(client_id, ',') FROM parley.messages WHERE sender_id = ${a.id}`), 'big-2');
+    ca.close();
+  } finally {
+    await r.stop();
+  }
 });

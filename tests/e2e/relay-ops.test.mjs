@@ -4,7 +4,8 @@
 // outage answered `error unavailable` and never acked, messages committed
 // while the LISTEN connection was away delivered anyway (catch-up),
 // /metrics in Prometheus text, the connection limit, SIGHUP reloading keys,
-// and SIGTERM closing every socket with 1001 and exiting 0 within 5 s.
+// SIGTERM closing every socket with 1001 and exiting 0 within 5 s, and the
+// shipped systemd unit passing systemd-analyze verify.
 
 import { test, before, after } from 'node:test';
 import { spawnSync } from 'node:child_process';
@@ -186,6 +187,12 @@ test('/metrics is Prometheus text with the counters that moved', { skip }, async
     assert.ok(metric(t, 'parley_relay_db_latency_seconds_count') >= 3);
     assert.ok(metric(t, 'parley_relay_notification_lag_seconds_count') >= 1);
     assert.match(t, /^# TYPE parley_relay_db_latency_seconds histogram$/m);
+    // Every metric the man page names is there.
+    const man = fs.readFileSync(path.join(topSrcdir, 'relay', 'parley-relay.8'), 'utf8');
+    const named = [...man.matchAll(/^\.Li (parley_relay_[a-z_]+)/gm)].map((x) => x[1]);
+    assert.ok(named.length >= 14, `the man page names ${named.length} metrics`);
+    for (const name of named)
+      assert.match(t, new RegExp(`^# TYPE ${name} (counter|gauge|histogram)$`, 'm'), `${name} is not in /metrics`);
     ca.close();
   } finally {
     await relay.stop();
@@ -286,4 +293,25 @@ test('SIGTERM: every socket closed with 1001, exit 0 within 5 s', { skip }, asyn
   for (const c of [...clients, pending])
     assert.equal((await c.whenClosed()).code, 1001);
   assert.match(relay.logText(), /stopped/);
+});
+
+test('the shipped systemd unit verifies cleanly (systemd-analyze verify, no warnings)', {
+  skip: skip || (!fs.existsSync('/usr/bin/systemd-analyze') && 'systemd-analyze not installed'),
+}, () => {
+  // The unit as an operator installs it, pointing at the binary under test;
+  // its Documentation= man page found through a MANPATH of our own.
+  const unit = fs.readFileSync(path.join(topSrcdir, 'contrib', 'systemd', 'parley-relay.service'), 'utf8');
+  assert.match(unit, /^ExecStart=\/usr\/local\/bin\/parley-relay --config \/etc\/parley\/relay\.conf$/m);
+  for (const line of ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'DynamicUser=yes', 'CapabilityBoundingSet=',
+    'SystemCallFilter=@system-service', 'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6', 'MemoryDenyWriteExecute=yes'])
+    assert.ok(unit.split('\n').includes(line), `hardening line missing: ${line}`);
+  const file = path.join(dir, 'parley-relay.service');
+  fs.writeFileSync(file, unit.replace('/usr/local/bin/parley-relay', relayBinary));
+  const man = path.join(dir, 'man', 'man8');
+  fs.mkdirSync(man, { recursive: true });
+  fs.copyFileSync(path.join(topSrcdir, 'relay', 'parley-relay.8'), path.join(man, 'parley-relay.8'));
+  const r = spawnSync('/usr/bin/systemd-analyze', ['verify', file],
+    { encoding: 'utf8', env: { ...process.env, MANPATH: path.join(dir, 'man') }, timeout: 20000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr.trim(), '', `systemd-analyze complained:\n${r.stderr}`);
 });

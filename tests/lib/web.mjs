@@ -344,17 +344,36 @@ function replaceOnce(text, from, to, what) {
 /**
  * Render the nginx test configuration: the marked parts of
  * contrib/nginx/parley.conf with the socket, relay address and document
- * root replaced, inside nginx-test.conf.in.  Exported for tests that check it.
+ * root replaced, inside nginx-test.conf.in.  `relay` is one HOST:PORT or a
+ * list of them (one `server` line each in the parley_relay upstream, as an
+ * operator with several relays writes it).  `edits` ([[from, to], ...])
+ * are further replacements in the locations part, each of a text that must
+ * occur there exactly once (a test that shortens `proxy_read_timeout 1h;`
+ * fails loudly when the shipped line changes).  Exported for tests that
+ * check it.
  */
-export function renderNginxConf({ prefix, port, sock, relay = '127.0.0.1:8090', docroot, workers = 2 }) {
+export function renderNginxConf({ prefix, port, sock, relay = '127.0.0.1:8090', docroot, workers = 2, edits = [] }) {
   const src = fs.readFileSync(NGINX_CONF, 'utf8');
   let httpPart = between(src, '# BEGIN parley http', '# END parley http', NGINX_CONF);
   let locations = between(src, '# BEGIN parley locations', '# END parley locations', NGINX_CONF);
   httpPart = replaceOnce(httpPart, 'unix:/run/parley/token.sock', `unix:${sock}`, NGINX_CONF);
-  httpPart = replaceOnce(httpPart, '127.0.0.1:8090', relay, NGINX_CONF);
+  if (Array.isArray(relay)) {
+    if (relay.length === 0)
+      throw new Error('renderNginxConf: empty relay list');
+    // One line per relay, each keeping the parameters of the deployed line.
+    const lines = httpPart.match(/server 127\.0\.0\.1:8090\b[^;]*;/g) || [];
+    if (lines.length !== 1)
+      throw new Error(`${NGINX_CONF}: expected one "server 127.0.0.1:8090 ...;" line, found ${lines.length} (update tests/lib/web.mjs)`);
+    const params = lines[0].slice('server 127.0.0.1:8090'.length, -1);
+    httpPart = httpPart.replace(lines[0], () => relay.map((a) => `server ${a}${params};`).join('\n    '));
+  } else {
+    httpPart = replaceOnce(httpPart, '127.0.0.1:8090', relay, NGINX_CONF);
+  }
   locations = replaceOnce(locations, 'root /usr/share/parley/demo;', `root ${docroot};`, NGINX_CONF);
   locations = replaceOnce(locations, 'alias /usr/share/parley/client/;',
     `alias ${path.join(topSrcdir, 'contrib', 'client')}/;`, NGINX_CONF);
+  for (const [from, to] of edits)
+    locations = replaceOnce(locations, from, to, NGINX_CONF);
   const vars = {
     USER_LINE: isRoot ? `user ${WEB_USER} ${WEB_USER};` : '',
     PREFIX: prefix,
@@ -387,10 +406,12 @@ function docRoot(dir) {
 
 /**
  * Start nginx in front of a token service ({ sock } from startToken, or
- * just a socket path).  Returns { port, url, prefix, conf, errorLog,
- * accessLog, pid, stop(), checkLogs(), errorLogText() }.
+ * just a socket path).  `relay`: the relays' HOST:PORT, or a list of
+ * them for the parley_relay upstream (renderNginxConf); `edits` as for
+ * renderNginxConf.  Returns { port, url, prefix, conf, errorLog, accessLog,
+ * pid, stop(), checkLogs(), errorLogText() }.
  */
-export async function startNginx({ name = 'nginx', token, sock, relay, workers = 2, port } = {}) {
+export async function startNginx({ name = 'nginx', token, sock, relay, workers = 2, port, edits = [] } = {}) {
   const prefix = webDir(name);
   sock = sock || token.sock;
   port = port || await freePort();
@@ -398,7 +419,7 @@ export async function startNginx({ name = 'nginx', token, sock, relay, workers =
     fs.mkdirSync(path.join(prefix, d), { recursive: true });
   const conf = path.join(prefix, 'nginx.conf');
   fs.writeFileSync(conf, renderNginxConf({
-    prefix, port, sock, relay, docroot: docRoot(prefix), workers,
+    prefix, port, sock, relay, docroot: docRoot(prefix), workers, edits,
   }));
   const errorLog = path.join(prefix, 'logs', 'error.log');
   fs.writeFileSync(errorLog, '');
