@@ -48,3 +48,44 @@ TESTS += tests/e2e/relay-cluster.test.mjs
 EXTRA_DIST += tests/e2e/relay-cluster.test.mjs
 TESTS += tests/e2e/relay-commands.test.mjs
 EXTRA_DIST += tests/e2e/relay-commands.test.mjs
+TESTS += tests/e2e/relay-flow.test.mjs
+EXTRA_DIST += tests/e2e/relay-flow.test.mjs
+# The relay behind nginx as deployed (contrib/nginx/parley.conf via
+# tests/lib/web.mjs), with parley-token behind the same nginx.
+TESTS += tests/e2e/relay-nginx.test.mjs
+EXTRA_DIST += tests/e2e/relay-nginx.test.mjs
+
+# Hostile input (issue 7): RFC 6455 conformance through a raw-socket client
+# of our own (tests/lib/wsraw.mjs; docs/conformance.md is made from the
+# results a run writes to tests/conformance-*.{json,md}), adversarial
+# suites against both programs (results in tests/adversarial-*.json), and
+# the log-hygiene check over every component's logs.
+EXTRA_DIST += tests/lib/wsraw.mjs
+EXTRA_DIST += tests/e2e/adversarial-helpers.mjs
+EXTRA_DIST += docs/conformance.md
+TESTS += tests/e2e/conformance.test.mjs
+EXTRA_DIST += tests/e2e/conformance.test.mjs
+TESTS += tests/e2e/adversarial-relay-auth.test.mjs
+EXTRA_DIST += tests/e2e/adversarial-relay-auth.test.mjs
+TESTS += tests/e2e/adversarial-relay-flood.test.mjs
+EXTRA_DIST += tests/e2e/adversarial-relay-flood.test.mjs
+TESTS += tests/e2e/adversarial-token.test.mjs
+EXTRA_DIST += tests/e2e/adversarial-token.test.mjs
+TESTS += tests/e2e/log-hygiene.test.mjs
+EXTRA_DIST += tests/e2e/log-hygiene.test.mjs
+CLEANFILES += tests/conformance-results.json tests/conformance-table.md
+CLEANFILES += tests/adversarial-relay-auth.json tests/adversarial-relay-flood.json
+CLEANFILES += tests/adversarial-token.json
+
+# Issue 4: many relays, real faults, nothing lost.  Durations on 2 cores:
+# fault-db ~50 s, fault-relay ~40 s, chaos ~2 min (PARLEY_CHAOS_SECONDS=N
+# for a longer soak), longlived ~75 s (PARLEY_LONG_TESTS=1: 6.5 min).
+EXTRA_DIST += tests/e2e/fault-helpers.mjs
+TESTS += tests/e2e/fault-db.test.mjs
+EXTRA_DIST += tests/e2e/fault-db.test.mjs
+TESTS += tests/e2e/fault-relay.test.mjs
+EXTRA_DIST += tests/e2e/fault-relay.test.mjs
+TESTS += tests/e2e/chaos.test.mjs
+EXTRA_DIST += tests/e2e/chaos.test.mjs
+TESTS += tests/e2e/longlived.test.mjs
+EXTRA_DIST += tests/e2e/longlived.test.mjs
