@@ -1,5 +1,5 @@
 # common/: the internal library both programs link (configuration, logging,
-# keys and JWT checks, JSON input, database helpers).
+# keys and JWT checks, JSON input, database helpers, Origin checks).
 
 noinst_LIBRARIES += common/libparley.a
 common_libparley_a_SOURCES = \
@@ -8,6 +8,7 @@ common_libparley_a_SOURCES = \
 	common/jsonutil.c common/jsonutil.h \
 	common/jwtkey.c common/jwtkey.h \
 	common/log.c common/log.h \
+	common/origin.c common/origin.h \
 	common/util.c common/util.h
 common_libparley_a_CFLAGS = $(AM_CFLAGS) $(LIBPQ_CFLAGS) $(JANSSON_CFLAGS) \
 	$(LIBJWT_CFLAGS) $(LIBCRYPTO_CFLAGS)

@@ -416,105 +416,61 @@ auth_query_token(const char *q)
 	return NULL;
 }
 
-/* Split "host[:port]" (IPv6 in brackets) and lower-case the host. */
-static int
-auth_hostport(const char *s, size_t n, char *host, size_t hl, int *port)
+/*
+ * The request's Origin: NULL when there is none, "null" when it carries
+ * several different Origin headers (no browser does; a proxy or a forger
+ * could, and the first one alone must not decide), else the value.
+ * civetweb's mg_get_header returns only the first, so look at them all.
+ */
+static const char *
+auth_origin_header(const struct mg_connection *mgc)
 {
-	const char	*colon = NULL;
-	size_t		 i, h;
+	const struct mg_request_info	*ri = mg_get_request_info(mgc);
+	const char			*origin = NULL;
+	int				 i;
 
-	*port = 0;
-	if (n > 0 && s[0] == '[') {
-		const char *rb = memchr(s, ']', n);
+	if (ri == NULL)
+		return NULL;
+	for (i = 0; i < ri->num_headers; i++) {
+		const char *name = ri->http_headers[i].name;
+		const char *value = ri->http_headers[i].value;
 
-		if (rb == NULL)
-			return -1;
-		if ((size_t)(rb - s) + 1 < n) {
-			if (rb[1] != ':')
-				return -1;
-			colon = rb + 1;
-		}
-		h = (size_t)(rb - s) + 1;
-	} else {
-		colon = memchr(s, ':', n);
-		h = colon ? (size_t)(colon - s) : n;
+		if (name == NULL || strcasecmp(name, "Origin") != 0)
+			continue;
+		if (value == NULL)
+			value = "";
+		if (origin == NULL)
+			origin = value;
+		else if (strcmp(origin, value) != 0)
+			return "null";
 	}
-	if (colon != NULL) {
-		const char *pp = colon + 1;
-		size_t pl = n - (size_t)(pp - s);
-
-		if (pl == 0 || pl > 5)
-			return -1;
-		for (i = 0; i < pl; i++) {
-			if (pp[i] < '0' || pp[i] > '9')
-				return -1;
-			*port = *port * 10 + (pp[i] - '0');
-		}
-	}
-	if (h == 0 || h >= hl)
-		return -1;
-	for (i = 0; i < h; i++)
-		host[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] - 'A' + 'a' : s[i]);
-	host[h] = '\0';
-	return 0;
+	return origin;
 }
 
 /*
  * PROTOCOL §3 PARLEY_ALLOWED_ORIGINS: a request without Origin is allowed;
- * else the Origin must be listed, or (no list) name the same host and port
- * as the Host header.
+ * else the Origin must be listed (compared in canonical form, origin.h),
+ * or (no list) name the same scheme's host and port as the Host header.
+ * "null", malformed and conflicting Origins are refused.
  */
 static int
 auth_origin_ok(const struct mg_connection *mgc, const struct rcfg *r)
 {
-	const char	*origin = mg_get_header(mgc, "Origin");
-	const char	*hosthdr, *rest;
-	char		 oh[256], hh[256], low[512];
-	int		 op, hp, dport;
-	size_t		 i, n;
+	const char	*origin = auth_origin_header(mgc);
+	char		 buf[ORIGIN_MAX + 2];
+	size_t		 n;
 
 	if (origin == NULL)
 		return 1;
-	if (r->origins_any)
-		return 1;
-	if (r->norigins > 0) {
-		n = strlen(origin);
-		while (n > 0 && origin[n - 1] == '/')
-			n--;
-		if (n >= sizeof(low))
-			return 0;
-		for (i = 0; i < n; i++)
-			low[i] = (char)((origin[i] >= 'A' && origin[i] <= 'Z') ?
-			    origin[i] - 'A' + 'a' : origin[i]);
-		low[n] = '\0';
-		for (i = 0; i < r->norigins; i++)
-			if (strcmp(r->origins[i], low) == 0)
-				return 1;
+	/* Trailing slashes name the same origin ("https://h/"): tolerated. */
+	n = strlen(origin);
+	if (n >= sizeof(buf))
 		return 0;
-	}
-	if (strncasecmp(origin, "http://", 7) == 0) {
-		rest = origin + 7;
-		dport = 80;
-	} else if (strncasecmp(origin, "https://", 8) == 0) {
-		rest = origin + 8;
-		dport = 443;
-	} else {
-		return 0;	/* "null", other schemes */
-	}
-	n = strlen(rest);
-	while (n > 0 && rest[n - 1] == '/')
+	while (n > 0 && origin[n - 1] == '/')
 		n--;
-	if (memchr(rest, '/', n) != NULL ||
-	    auth_hostport(rest, n, oh, sizeof(oh), &op) == -1)
-		return 0;
-	if ((hosthdr = mg_get_header(mgc, "Host")) == NULL ||
-	    auth_hostport(hosthdr, strlen(hosthdr), hh, sizeof(hh), &hp) == -1)
-		return 0;
-	if (op == 0)
-		op = dport;
-	if (hp == 0)
-		hp = dport;
-	return strcmp(oh, hh) == 0 && op == hp;
+	memcpy(buf, origin, n);
+	buf[n] = '\0';
+	return origin_allowed(&r->origins, buf, mg_get_header(mgc, "Host"));
 }
 
 /* The connect handler; see relay.h. */

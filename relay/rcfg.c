@@ -82,7 +82,8 @@ static struct cfg_opt rcfg_opts[] = {
 	  "presence and user_list cover \"all\" users or \"contacts\"",
 	  "SCOPE", NULL, 0, 0 },
 	{ "PARLEY_ALLOWED_ORIGINS", "allowed-origins", CFG_STRING, NULL, 1,
-	  "comma-separated Origins allowed, or * (default: same host only)",
+	  "comma-separated Origins allowed, each scheme://host[:port] "
+	  "(default: same host only)",
 	  "LIST", NULL, 0, 0 },
 	{ "PARLEY_AUTH_FRAME", "auth-frame", CFG_BOOL, "1", 1,
 	  "accept the first-frame auth; 0 refuses upgrades without a token",
@@ -116,9 +117,7 @@ rcfg_free(struct rcfg *r)
 	jwtkey_free(r->keys);
 	free(r->issuer);
 	free(r->audience);
-	for (i = 0; i < r->norigins; i++)
-		free(r->origins[i]);
-	free(r->origins);
+	origin_list_free(&r->origins);
 	for (i = 0; i < r->nproxies; i++)
 		free(r->proxies[i]);
 	free(r->proxies);
@@ -139,48 +138,6 @@ rcfg_parse_rate(const char *s, double *out)
 	if (*end != '\0' && strcmp(end, "/s") != 0)
 		return -1;
 	*out = v;
-	return 0;
-}
-
-/* Split a comma-separated list into lower-cased, trimmed entries. */
-static int
-rcfg_parse_origins(const char *s, struct rcfg *r)
-{
-	const char	*p = s, *e;
-	char		*o;
-	size_t		 n, i;
-
-	while (*p != '\0') {
-		while (*p == ' ' || *p == ',')
-			p++;
-		if (*p == '\0')
-			break;
-		for (e = p; *e != '\0' && *e != ','; e++)
-			;
-		n = (size_t)(e - p);
-		while (n > 0 && p[n - 1] == ' ')
-			n--;
-		/* An Origin has no path: "https://host[:port]". */
-		while (n > 0 && p[n - 1] == '/')
-			n--;
-		if (n == 1 && *p == '*') {
-			r->origins_any = 1;
-		} else if (n > 0) {
-			char **nv = realloc(r->origins,
-			    (r->norigins + 1) * sizeof(*nv));
-
-			if (nv == NULL)
-				return -1;
-			r->origins = nv;
-			if ((o = strndup(p, n)) == NULL)
-				return -1;
-			for (i = 0; i < n; i++)
-				if (o[i] >= 'A' && o[i] <= 'Z')
-					o[i] = (char)(o[i] - 'A' + 'a');
-			r->origins[r->norigins++] = o;
-		}
-		p = e;
-	}
 	return 0;
 }
 
@@ -312,11 +269,10 @@ rcfg_build(const struct cfg_opt *t, char *err, size_t errlen)
 		    "got '%s'", s);
 		goto fail;
 	}
-	if ((s = cfg_str(t, "PARLEY_ALLOWED_ORIGINS")) != NULL &&
-	    rcfg_parse_origins(s, r) == -1) {
-		snprintf(err, errlen, "out of memory");
+	/* "*", "null" and malformed entries are refused (origin.h). */
+	if (origin_list_parse(cfg_str(t, "PARLEY_ALLOWED_ORIGINS"),
+	    &r->origins, err, errlen) == -1)
 		goto fail;
-	}
 	r->query_token = cfg_num(t, "PARLEY_QUERY_TOKEN") != 0;
 	r->auth_frame = cfg_num(t, "PARLEY_AUTH_FRAME") != 0;
 	if (log_level_parse(cfg_str(t, "PARLEY_LOG_LEVEL")) < 0) {

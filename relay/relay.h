@@ -42,6 +42,7 @@
 #include "jsonutil.h"
 #include "jwtkey.h"
 #include "log.h"
+#include "origin.h"
 #include "util.h"
 
 struct mg_connection;
@@ -74,9 +75,7 @@ struct rcfg {
 	struct jwtkeyset	*keys;
 	struct jwtkey_params	 jp;		/* points into issuer/audience */
 	char			*issuer, *audience;
-	char			**origins;	/* NULL: same host only */
-	size_t			 norigins;
-	int			 origins_any;	/* "*" */
+	struct origin_list	 origins;	/* empty: same host only */
 	int64_t			 heartbeat_ms, conn_timeout_ms, auth_timeout_ms;
 	int64_t			 max_frame, max_conn_per_user, flood_limit;
 	int64_t			 send_queue;
@@ -314,6 +313,7 @@ struct conn {
 	/* Reader thread only (ws.c, cmd.c). */
 	char			*frag;		/* fragmented message so far */
 	size_t			 fraglen;
+	size_t			 fragcap;	/* bytes allocated at frag */
 	int			 frag_on;
 	double			 bucket;	/* rate-limit tokens */
 	int64_t			 bucket_ms;

@@ -46,6 +46,7 @@ ws_frag_reset(struct conn *c)
 	free(c->frag);
 	c->frag = NULL;
 	c->fraglen = 0;
+	c->fragcap = 0;
 	c->frag_on = 0;
 }
 
@@ -133,10 +134,12 @@ ws_frame(struct conn *c, int bits, const char *data, size_t len)
 	}
 	if (op != WS_OP_CONT && op != WS_OP_TEXT && op != WS_OP_BINARY)
 		return ws_fail(c, 1002, "reserved opcode");
+	/* §5.4: a new data frame inside a fragmented message is a protocol
+	 * error whatever its type, so this comes before the binary check. */
+	if (op != WS_OP_CONT && c->frag_on)
+		return ws_fail(c, 1002, "new message inside a fragmented one");
 	if (op == WS_OP_BINARY)
 		return ws_fail(c, 1003, "binary frames are not accepted");
-	if (op == WS_OP_TEXT && c->frag_on)
-		return ws_fail(c, 1002, "new message inside a fragmented one");
 	if (op == WS_OP_CONT && !c->frag_on)
 		return ws_fail(c, 1002, "continuation without a message");
 
@@ -151,10 +154,23 @@ ws_frame(struct conn *c, int bits, const char *data, size_t len)
 
 	/* §5.4: fragments are joined before anything looks at them. */
 	if (len > 0) {
-		if ((nf = realloc(c->frag, c->fraglen + len)) == NULL)
-			return ws_fail(c, 1011, "out of memory");
-		memcpy(nf + c->fraglen, data, len);
-		c->frag = nf;
+		if (c->fraglen + len > c->fragcap) {
+			/* Grow geometrically (capped at the limit) so many
+			 * small fragments cost linear, not quadratic, copying. */
+			size_t	 cap = c->fragcap ? c->fragcap : 256;
+
+			while (cap < c->fraglen + len)
+				cap *= 2;
+			if ((uint64_t)cap > (uint64_t)max)
+				cap = (size_t)max;
+			if (cap < c->fraglen + len)
+				cap = c->fraglen + len;
+			if ((nf = realloc(c->frag, cap)) == NULL)
+				return ws_fail(c, 1011, "out of memory");
+			c->frag = nf;
+			c->fragcap = cap;
+		}
+		memcpy(c->frag + c->fraglen, data, len);
 		c->fraglen += len;
 	}
 	c->frag_on = 1;
@@ -165,6 +181,7 @@ ws_frame(struct conn *c, int bits, const char *data, size_t len)
 
 		c->frag = NULL;
 		c->fraglen = 0;
+		c->fragcap = 0;
 		c->frag_on = 0;
 		rc = ws_on_text(c, buf ? buf : "", n);
 		free(buf);

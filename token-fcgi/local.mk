@@ -15,7 +15,6 @@ token_fcgi_libtoken_a_SOURCES = \
 	token-fcgi/handler.c \
 	token-fcgi/jwks.c \
 	token-fcgi/login.c \
-	token-fcgi/origin.c \
 	token-fcgi/reply.c \
 	token-fcgi/request.c \
 	token-fcgi/scache.c \

@@ -10,7 +10,6 @@
  *	reply.c		status, headers and JSON bodies out
  *	cookie.c	the Cookie header (RFC 6265) and our session cookie
  *	form.c		login credentials from JSON or urlencoded bodies
- *	origin.c	the Origin check on POST routes
  *	handler.c	routing on the last path segment, method and Origin
  *	login.c		POST login
  *	session.c	GET session, POST logout, cookie -> session row
@@ -34,43 +33,10 @@
 #include "cfg.h"
 #include "db.h"
 #include "jwtkey.h"
+#include "origin.h"
 #include "util.h"
 
 #define TOKEN_PROGNAME	"parley-token"
-
-/* ------------------------------------------------------------ origin.c */
-
-/* Canonical origins ("https://chat.example.com", "http://[::1]:8080"). */
-struct origin_list {
-	char	**v;
-	size_t	  n;
-};
-
-/*
- * Parse PARLEY_ALLOWED_ORIGINS: comma-separated scheme://host[:port]
- * entries, spaces around commas ignored.  "*", "null", paths and empty
- * entries are refused.  NULL or "" gives an empty list (same host only).
- * Returns 0, or -1 with err set; *list is untouched on failure.
- */
-int	origin_list_parse(const char *spec, struct origin_list *list,
-	    char *err, size_t errlen);
-void	origin_list_free(struct origin_list *);
-
-/*
- * The CSRF check of POST routes: 1 when the request may proceed, 0 when it
- * gets 403 forbidden_origin.  No Origin header: allowed.  "null": refused.
- * Otherwise the Origin must be in the list, or, when the list is empty, its
- * host[:port] must equal the Host header (default ports ignored).
- */
-int	origin_allowed(const struct origin_list *, const char *origin,
-	    const char *host);
-
-/*
- * Canonical form of an origin for comparison: scheme and host lower-cased,
- * the scheme's default port (80, 443) removed.  Returns 0, or -1 when `in`
- * is not scheme://host[:port] with nothing after it.
- */
-int	origin_canon(const char *in, char *out, size_t outlen);
 
 /* -------------------------------------------------------------- conf.c */
 

@@ -422,7 +422,7 @@ suite.case('E4', 'relay', 'allowlist: the default port written out (https://chat
   const got = await originAnswer(rsaRelay, 'https://chat.example.com:443', await rs256(claimsFor(alice)));
   assert.equal(got, 'accepted', 'parley-relay compares the text; parley-token canonicalises the port');
   return 'accepted';
-}, { skip, todo: 'parley-relay compares allowlist entries as text (relay/auth.c auth_origin_ok): https://chat.example.com:443 is refused while parley-token accepts it' });
+}, { skip });
 
 suite.case('E5', 'relay', 'two Origin headers, the allowed one first', '403 forbidden_origin (never the first one alone)', async () => {
   const h = await handshake(rsaRelay, ['parley.v1', `parley.token.${await rs256(claimsFor(alice))}`],
@@ -433,7 +433,7 @@ suite.case('E5', 'relay', 'two Origin headers, the allowed one first', '403 forb
   }
   assert.equal(h.err.status, 403);
   return '403 forbidden_origin';
-}, { skip, todo: 'parley-relay reads only the first Origin header (mg_get_header); parley-token counts two different ones as null' });
+}, { skip });
 
 // ================================================================ fail closed at startup
 
@@ -491,7 +491,7 @@ suite.case('S3', 'relay', 'PARLEY_ALLOWED_ORIGINS=* (and null)', 'refused at sta
     assert.equal(r.code, 1, `parley-relay accepts allowed_origins "${v}"`);
   }
   return out.join('; ');
-}, { skip, todo: 'parley-relay accepts allowed_origins "*" (any Origin) and "null" (relay/rcfg.c rcfg_parse_origins); parley-token refuses both' });
+}, { skip });
 
 suite.case('S4', 'token', 'PARLEY_ALLOWED_ORIGINS=* and null at parley-token', 'refused at startup', async () => {
   const out = [];

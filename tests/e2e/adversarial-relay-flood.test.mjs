@@ -31,10 +31,6 @@ const asan = !skip && fs.readFileSync(relayBinary).includes('__asan_init');
 // RSS growth allowed per flood, and over the whole file (MiB).
 const PER_FLOOD = asan ? 320 : 24;
 const TOTAL = asan ? 640 : 64;
-// relay/ws.c grows the fragment buffer by exactly each fragment's length, so
-// n small fragments cost n reallocations and up to n^2/2 bytes copied; glibc
-// mostly grows in place, AddressSanitizer's allocator never does.
-const QUADRATIC = asan ? 'relay/ws.c reallocates the reassembly buffer to exactly fraglen + len for every fragment: 65536 one-byte fragments copy ~2 GiB and, under ASan, leave ~2 GiB RSS' : undefined;
 
 let pg;
 let key;
@@ -265,7 +261,7 @@ suite.case('F8', 'relay', 'fragmentation bomb: a 64 KiB command in 65536 one-byt
   assert.equal(code, 1009);
   ws.destroy();
   return `answered after ${ms} ms (relay CPU ${cpu.toFixed(2)} s); 65537 one-byte fragments: close 1009`;
-}), { skip, timeout: 60000, todo: QUADRATIC });
+}), { skip, timeout: 60000 });
 
 suite.case('F9', 'relay', 'fragmentation bomb: 100000 empty continuation frames inside one message', 'accepted (no bytes, no growth; empty fragments are neither counted nor limited), memory bounded; the message then completes normally', async () => bounded(main, async () => {
   const ws = await open(main);
@@ -428,4 +424,4 @@ suite.case('F18', 'relay', 'memory over this whole file', `RSS of the main relay
   const now = memMiB(main.pid);
   assert.ok(now.rss - rss0 < TOTAL, `${rss0.toFixed(1)} -> ${now.rss.toFixed(1)} MiB`);
   return `RSS ${rss0.toFixed(1)} -> ${now.rss.toFixed(1)} MiB, ${now.threads} threads${asan ? ' (AddressSanitizer build)' : ''}`;
-}, { skip, todo: QUADRATIC && 'after F8 (quadratic fragment reassembly under ASan)' });
+}, { skip });

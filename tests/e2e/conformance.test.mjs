@@ -575,7 +575,7 @@ kase('5.11', 'fragmentation', '5.4', 'binary frame inside a fragmented text mess
   ws.send({ fin: false, opcode: OP.TEXT, payload: '{"type":' });
   ws.send({ fin: true, opcode: OP.BINARY, payload: 'x' });
   return failsWith(ws, 1002);
-}, { bug: 'ws.c checks for a binary opcode before checking for a message in progress, so this closes with 1003' });
+});
 
 kase('5.12', 'fragmentation', '5.4', 'binary message in fragments', 'close 1003 (binary not accepted)', async () => {
   const ws = await open();

@@ -1,6 +1,6 @@
 /*
  * token_origin.t.c: the Origin check of the POST routes
- * (token-fcgi/origin.c): same-host decisions against the Host header, the
+ * (common/origin.c): same-host decisions against the Host header, the
  * allow-list, and what PARLEY_ALLOWED_ORIGINS refuses at startup.
  */
 #include "config.h"

@@ -1,23 +1,25 @@
 /*
- * origin.c: the Origin check that protects the POST routes from cross-site
- * requests (PROTOCOL.md §1, "Same host" in §2).
+ * origin.c: Origin checks shared by parley-token (the CSRF check of its
+ * POST routes, PROTOCOL.md §1) and parley-relay (the WebSocket handshake,
+ * PROTOCOL.md §3 PARLEY_ALLOWED_ORIGINS).
  *
- * Browsers send Origin on every cross-origin request and on same-origin
- * POSTs, so a POST whose Origin is neither listed nor our own host was
- * started by another site: 403.  Requests without Origin (curl, old
- * browsers, same-origin navigations) pass; the session cookie is
- * SameSite=Lax as a second line.  Comparison is on a canonical form
- * (lower case, default port dropped), never a prefix match.
+ * Browsers send Origin on every cross-origin request, on same-origin POSTs
+ * and on every WebSocket handshake, so an Origin that is neither listed nor
+ * our own host was started by another site.  Requests without Origin
+ * (curl, native clients, old browsers) pass.  Comparison is on a canonical
+ * form (lower case, default port dropped), never text or a prefix match;
+ * the allow-list refuses "*", "null" and anything that is not
+ * scheme://host[:port], so a typo fails at startup instead of silently
+ * allowing or refusing.
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "token.h"
-
-#define ORIGIN_MAX	256
+#include "origin.h"
 
 static char
 origin_lower(char c)
@@ -35,7 +37,7 @@ origin_hostchar(unsigned char c)
 	return strchr("-._~[]:%!$&'()*+,;=", c) != NULL && c != '\0';
 }
 
-/* Canonical origin; see token.h. */
+/* Canonical origin; see origin.h. */
 int
 origin_canon(const char *in, char *out, size_t outlen)
 {
@@ -102,7 +104,7 @@ origin_canon(const char *in, char *out, size_t outlen)
 	return 0;
 }
 
-/* Parse the allow-list; see token.h. */
+/* Parse the allow-list; see origin.h. */
 int
 origin_list_parse(const char *spec, struct origin_list *list, char *err,
     size_t errlen)
@@ -186,7 +188,7 @@ origin_list_free(struct origin_list *l)
 	l->n = 0;
 }
 
-/* The CSRF decision; see token.h. */
+/* The Origin decision; see origin.h. */
 int
 origin_allowed(const struct origin_list *list, const char *origin,
     const char *host)
