@@ -5,3 +5,4 @@ include $(srcdir)/tests/unit/local.mk
 include $(srcdir)/tests/e2e/local.mk
 include $(srcdir)/tests/client/local.mk
 include $(srcdir)/tests/browser/local.mk
+include $(srcdir)/tests/fuzz/local.mk
