@@ -33,7 +33,7 @@ import {
 } from './relay-helpers.mjs';
 import {
   startCluster, haveNginx, makeUsers, dmConv, ReliableClient, seqGaps,
-  presenceRows, waitFor, delay,
+  presenceRows, waitFor, delay, stopAllClients,
 } from './fault-helpers.mjs';
 
 const skip = skipReason() || (haveNginx ? false : 'nginx is not installed');
@@ -76,6 +76,7 @@ before(async () => {
 });
 
 after(async () => {
+  await stopAllClients();
   if (cl)
     await cl.stop();
   if (pg)
@@ -291,6 +292,7 @@ test(`chaos: ${CLIENTS} clients, 3 relays killed and restarted at random, Postgr
     assert.deepEqual(unexpected, [], 'relays that exited by themselves');
 
     const rawDups = clients.reduce((n, c) => n + c.rawDups, 0);
+    const echoes = clients.reduce((n, c) => n + c.ownEchoes, 0);
     const dupsLive = clients.reduce((n, c) => n + c.dupsLive, 0);
     const reconnects = clients.reduce((n, c) => n + c.connects - 1, 0);
     const unavailable = clients.reduce((n, c) => n + (c.errors.unavailable || 0), 0);
@@ -300,7 +302,8 @@ test(`chaos: ${CLIENTS} clients, 3 relays killed and restarted at random, Postgr
       `(every recipient, exactly once after de-duplication by id); ${kills} kills (SIGKILL), ${restarts} relay restarts, ` +
       `PostgreSQL restarted ${pgRestarted}; ${reconnects} client reconnects, ${syncs} syncs, ` +
       `${unavailable} 'unavailable' answers retried; raw duplicates on the wire: ${rawDups} ` +
-      `(${rawDups - dupsLive} inside sync windows, ${dupsLive} outside); order violations 0; seq gaps 0; ` +
+      `(${rawDups - dupsLive} inside sync windows, ${dupsLive} outside; ${echoes} of them a sender's own acked message); ` +
+      'order violations 0; seq gaps 0; ' +
       `last relay killed with ${lastRows} presence rows, swept ${sweptMs} ms after its kill (heartbeat ${HB} ms)`);
     for (const c of clients)
       for (const d of c.dupDetails)

@@ -245,7 +245,9 @@ const backoffMax = 2000;
  * Records kept for the checks:
  *   received  Map id -> { id, conversation, seq, from, client_id, conn, inSync, n }
  *   acks      Map client_id -> { id, seq, conversation, at }
- *   rawDups   duplicates on the wire (in a sync window or not)
+ *   rawDups   duplicates on the wire (in a sync window or not): a message
+ *             known already, by an event or by the ack of its own send
+ *             (ownEchoes: the latter)
  *   dupsLive  duplicates outside any sync window (dupDetails: which)
  *   orderViolations  a first arrival on one connection, outside a sync
  *             window, whose seq is not above the previous first arrivals
@@ -254,6 +256,13 @@ const backoffMax = 2000;
  *   errors    counts by error code; fatal: errors that are not retried
  *   connects, closes (by code)
  */
+const liveClients = new Set();
+
+/** Stop every ReliableClient still running (call from `after`, so a failed test cannot hang the process). */
+export async function stopAllClients() {
+  await Promise.all([...liveClients].map((c) => c.stop()));
+}
+
 export class ReliableClient {
   constructor({ name, user, key, url, urls, log = () => {} }) {
     this.name = name;
@@ -275,6 +284,9 @@ export class ReliableClient {
     this.rawDups = 0;
     this.dupsLive = 0;
     this.dupDetails = [];             // duplicates outside sync windows
+    this.ownEchoes = 0;               // own acked messages shown again as events
+    this.ackIds = new Set();
+    this.ackAt = new Map();
     this.orderViolations = [];
     this.ackMismatch = [];
     this.errors = {};
@@ -296,6 +308,7 @@ export class ReliableClient {
 
   /** Connect (and keep reconnecting until stop()). */
   start() {
+    liveClients.add(this);
     this.stopped = false;
     this.connect();
     return this;
@@ -375,6 +388,7 @@ export class ReliableClient {
 
   onWelcome(m) {
     this.welcome = m;
+    this.connAt = Date.now();
     this.connected = true;
     this.connects++;
     this.backoff = 0;
@@ -449,14 +463,21 @@ export class ReliableClient {
     case 'group_message': {
       const inSync = this.syncing > 0;
       const prev = this.received.get(m.id);
-      if (prev) {
-        prev.n++;
+      // A message this client already knows, by an earlier event or by the
+      // ack of its own send, is a duplicate on the wire.
+      const ownAck = !prev && this.ackIds.has(m.id);
+      if (prev || ownAck) {
+        if (prev)
+          prev.n++;
+        else
+          this.ownEchoes++;
         this.rawDups++;
         if (!inSync) {
           this.dupsLive++;
           this.dupDetails.push({
-            id: m.id, conversation: m.conversation, seq: m.seq, conn: idx, firstConn: prev.conn,
-            firstInSync: prev.inSync, afterMs: Date.now() - prev.at,
+            id: m.id, conversation: m.conversation, seq: m.seq, conn: idx, own: ownAck,
+            firstConn: prev ? prev.conn : null, firstInSync: prev ? prev.inSync : null,
+            afterMs: Date.now() - (prev ? prev.at : this.ackAt.get(m.id)), connAgeMs: Date.now() - this.connAt,
           });
         }
       } else {
@@ -466,8 +487,16 @@ export class ReliableClient {
         });
         this.markHave(m.conversation, m.seq);
         const last = this.lastFirst.get(m.conversation);
-        if (!inSync && last !== undefined && m.seq <= last)
-          this.orderViolations.push({ conversation: m.conversation, seq: m.seq, after: last, conn: idx });
+        if (!inSync && last !== undefined && m.seq <= last) {
+          const prevAt = [...this.received.values()].find((x) => x.conversation === m.conversation && x.seq === last);
+          const ack = [...this.acks.values()].find((a) => a.id === m.id);
+          this.orderViolations.push({
+            conversation: m.conversation, seq: m.seq, after: last, conn: idx,
+            own: m.from && m.from.id === this.user.id, ackedMsAgo: ack ? Date.now() - ack.at : null,
+            afterArrivedMsAgo: prevAt ? Date.now() - prevAt.at : null, afterInSync: prevAt ? prevAt.inSync : null,
+            connAgeMs: Date.now() - this.connAt,
+          });
+        }
         if (last === undefined || m.seq > last)
           this.lastFirst.set(m.conversation, m.seq);
       }
@@ -477,8 +506,11 @@ export class ReliableClient {
       const before = this.acks.get(m.client_id);
       if (before && before.id !== m.id)
         this.ackMismatch.push({ client_id: m.client_id, first: before.id, again: m.id });
-      if (!before)
+      if (!before) {
         this.acks.set(m.client_id, { id: m.id, seq: m.seq, conversation: m.conversation, at: Date.now() });
+        this.ackIds.add(m.id);
+        this.ackAt.set(m.id, Date.now());
+      }
       this.outbox.delete(m.client_id);
       this.markHave(m.conversation, m.seq);
       break;
@@ -550,6 +582,7 @@ export class ReliableClient {
   }
 
   async stop() {
+    liveClients.delete(this);
     this.stopped = true;
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;

@@ -20,7 +20,7 @@ import {
 } from './relay-helpers.mjs';
 import {
   startCluster, haveNginx, makeUsers, makeGroup, dmConv, ReliableClient,
-  seqGaps, presenceRows, relayOf, waitFor, delay,
+  seqGaps, presenceRows, relayOf, waitFor, delay, stopAllClients,
 } from './fault-helpers.mjs';
 
 const skip = skipReason() || (haveNginx ? false : 'nginx is not installed');
@@ -46,6 +46,7 @@ before(async () => {
 });
 
 after(async () => {
+  await stopAllClients();
   if (cl)
     await cl.stop();
   if (pg)
