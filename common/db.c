@@ -122,6 +122,35 @@ db_connect(const char *conninfo, const char *appname, char *err, size_t errlen)
 	return conn;
 }
 
+/* SHOW synchronous_commit; see db.h. */
+int
+db_synchronous_commit(PGconn *conn, char *out, size_t outlen)
+{
+	PGresult	*res;
+	int		 rc = -1;
+
+	if (conn == NULL) {
+		util_strlcpy(out, "no connection", outlen);
+		return -1;
+	}
+	res = PQexec(conn, "SHOW synchronous_commit");
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		db_oneline(res ? PQresultErrorMessage(res) :
+		    PQerrorMessage(conn), out, outlen);
+		goto done;
+	}
+	if (PQntuples(res) != 1 || PQnfields(res) != 1 ||
+	    PQgetisnull(res, 0, 0)) {
+		util_strlcpy(out, "SHOW synchronous_commit: no value", outlen);
+		goto done;
+	}
+	util_strlcpy(out, PQgetvalue(res, 0, 0), outlen);
+	rc = 0;
+done:
+	PQclear(res);
+	return rc;
+}
+
 /* Prepare *db without connecting; see db.h. */
 int
 db_init(struct db *db, const char *conninfo, const char *appname,

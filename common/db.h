@@ -75,6 +75,17 @@ void	db_destroy(struct db *);
 PGconn	*db_connect(const char *conninfo, const char *appname, char *err,
 	    size_t errlen);
 
+/*
+ * The connection's effective synchronous_commit (SHOW synchronous_commit:
+ * what the server, database, role and conninfo options make of it), copied
+ * to out ("on", "off", "local", "remote_write", "remote_apply").  Returns
+ * 0, or -1 with a one-line reason in out.  Only "off" lets COMMIT return
+ * before the transaction's WAL is on disk, so that a database crash can
+ * lose a transaction already reported as committed (PostgreSQL
+ * documentation, "Asynchronous Commit").
+ */
+int	db_synchronous_commit(PGconn *, char *out, size_t outlen);
+
 /* Is this SQLSTATE one that means "connection lost / server going away"? */
 int	db_sqlstate_is_unavailable(const char *sqlstate);
 

@@ -5,12 +5,15 @@
  *
  * Browsers send Origin on every cross-origin request, on same-origin POSTs
  * and on every WebSocket handshake, so an Origin that is neither listed nor
- * our own host was started by another site.  Requests without Origin
- * (curl, native clients, old browsers) pass.  Comparison is on a canonical
- * form (lower case, default port dropped), never text or a prefix match;
+ * our own (the scheme the client used, and the Host it asked for) was
+ * started by another site.  Requests without Origin (curl, native clients,
+ * old browsers) pass.  Comparison is on a canonical form (lower case,
+ * default port dropped), never text or a prefix match;
  * the allow-list refuses "*", "null" and anything that is not
  * scheme://host[:port], so a typo fails at startup instead of silently
- * allowing or refusing.
+ * allowing or refusing.  An Origin header with anything after host[:port],
+ * a lone trailing '/' included, is refused: browsers serialise origins
+ * without one (RFC 6454 §6.2), and both programs must decide alike.
  */
 #include "config.h"
 
@@ -191,33 +194,34 @@ origin_list_free(struct origin_list *l)
 /* The Origin decision; see origin.h. */
 int
 origin_allowed(const struct origin_list *list, const char *origin,
-    const char *host)
+    const char *host, const char *scheme)
 {
 	char		 canon[ORIGIN_MAX + 1], hostc[ORIGIN_MAX + 16];
 	char		 mine[ORIGIN_MAX + 1];
-	const char	*hp;
 	size_t		 i;
 
 	if (origin == NULL)
 		return 1;
 	if (origin_canon(origin, canon, sizeof(canon)) < 0)
-		return 0;	/* "null", garbage */
+		return 0;	/* "null", garbage, a path or a trailing '/' */
 	if (list != NULL && list->n > 0) {
 		for (i = 0; i < list->n; i++)
 			if (strcmp(list->v[i], canon) == 0)
 				return 1;
 		return 0;
 	}
-	/* Same host: only web schemes; compare with Host canonicalised the same way. */
-	if (strncmp(canon, "http://", 7) == 0)
-		hp = "http://";
-	else if (strncmp(canon, "https://", 8) == 0)
-		hp = "https://";
-	else
+	/*
+	 * Same origin: the request's own scheme and Host, canonicalised the
+	 * same way, so an https page's Origin never passes for a request that
+	 * came over http (or the reverse), and the default port is the one
+	 * of the scheme actually used.
+	 */
+	if (scheme == NULL || (strcmp(scheme, "http") != 0 &&
+	    strcmp(scheme, "https") != 0))
 		return 0;
 	if (host == NULL || *host == '\0' || strlen(host) > ORIGIN_MAX)
 		return 0;
-	snprintf(hostc, sizeof(hostc), "%s%s", hp, host);
+	snprintf(hostc, sizeof(hostc), "%s://%s", scheme, host);
 	if (origin_canon(hostc, mine, sizeof(mine)) < 0)
 		return 0;
 	return strcmp(mine, canon) == 0;

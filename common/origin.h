@@ -33,13 +33,18 @@ void	origin_list_free(struct origin_list *);
 
 /*
  * The Origin decision: 1 when the request may proceed, 0 when it is
- * refused.  No Origin (NULL): allowed.  "null" or garbage: refused.
+ * refused.  No Origin (NULL): allowed.  "null" or garbage (a path, even a
+ * lone trailing '/', which no browser sends: RFC 6454 §6.2): refused.
  * Otherwise the Origin must be in the list, or, when the list is empty
- * (or NULL), its scheme must be http or https and its host[:port] must
- * equal the Host header (default ports ignored).
+ * (or NULL), be the request's own origin: its scheme equal to `scheme`,
+ * the scheme the client used ("http" or "https": X-Forwarded-Proto from a
+ * trusted proxy, or the server's own), and its host[:port] equal to the
+ * Host header, default ports ignored.  A NULL or other `scheme` matches no
+ * Origin under the same-host rule.  `scheme` does not matter with a list:
+ * its entries name their schemes.
  */
 int	origin_allowed(const struct origin_list *, const char *origin,
-	    const char *host);
+	    const char *host, const char *scheme);
 
 /*
  * Canonical form of an origin for comparison: scheme and host lower-cased,

@@ -4,12 +4,12 @@
  *
  * The handshake way: civetweb's connect handler reads the offered
  * subprotocols (`parley.v1`, `parley.token.<jwt>`, `parley.instance.<id>`),
- * checks the Origin (allowlist, or the same host), the capacity, the token
- * (jwtkey_verify: signature, alg, iss, aud, exp, nbf, claim types) and the
- * live session (parley.session_check through the pool, bounded wait), and
- * refuses with an HTTP status and a JSON body before the upgrade, so an
- * unauthenticated peer never gets a WebSocket.  civetweb then answers with
- * the one subprotocol we registered, `parley.v1`.
+ * checks the Origin (allowlist, or the same scheme and host), the capacity,
+ * the token (jwtkey_verify: signature, alg, iss, aud, exp, nbf, claim
+ * types) and the live session (parley.session_check through the pool,
+ * bounded wait), and refuses with an HTTP status and a JSON body before the
+ * upgrade, so an unauthenticated peer never gets a WebSocket.  civetweb
+ * then answers with the one subprotocol we registered, `parley.v1`.
  *
  * The first-frame way: `{"type":"auth","token",...}` within
  * PARLEY_AUTH_TIMEOUT (timer.c closes with 4002), failures close with
@@ -17,7 +17,9 @@
  *
  * Before any of that, PARLEY_CONN_RATE limits new connections per client
  * address (429); behind a trusted proxy (PARLEY_TRUSTED_PROXIES) the
- * address is the last of X-Forwarded-For, and it is what logs show as ip=.
+ * address is the last of X-Forwarded-For, and it is what logs show as ip=;
+ * the scheme the client used, for the same-host Origin rule, is that
+ * proxy's X-Forwarded-Proto.
  *
  * Tokens are never logged; the verification reason is (it is static text).
  */
@@ -295,6 +297,18 @@ auth_fini(void)
 	pthread_mutex_unlock(&auth_addr_mu);
 }
 
+/* Is the peer one of PARLEY_TRUSTED_PROXIES? */
+static int
+auth_peer_trusted(const struct mg_request_info *ri, const struct rcfg *r)
+{
+	size_t	i;
+
+	for (i = 0; i < r->nproxies; i++)
+		if (strcmp(r->proxies[i], ri->remote_addr) == 0)
+			return 1;
+	return 0;
+}
+
 /*
  * The client's address: the peer's, or, when the peer is a trusted proxy,
  * the last address of X-Forwarded-For (the one nginx appended).
@@ -307,14 +321,11 @@ auth_client_ip(const struct mg_connection *mgc,
 	const char	*xff, *last;
 	unsigned char	 bin[16];
 	char		 tmp[64];
-	size_t		 i, n;
+	size_t		 n;
 	int		 af;
 
 	util_strlcpy(out, ri->remote_addr, outlen);
-	for (i = 0; i < r->nproxies; i++)
-		if (strcmp(r->proxies[i], ri->remote_addr) == 0)
-			break;
-	if (i == r->nproxies ||
+	if (!auth_peer_trusted(ri, r) ||
 	    (xff = mg_get_header(mgc, "X-Forwarded-For")) == NULL)
 		return;
 	last = strrchr(xff, ',');
@@ -417,16 +428,17 @@ auth_query_token(const char *q)
 }
 
 /*
- * The request's Origin: NULL when there is none, "null" when it carries
- * several different Origin headers (no browser does; a proxy or a forger
- * could, and the first one alone must not decide), else the value.
- * civetweb's mg_get_header returns only the first, so look at them all.
+ * A request header that decides something: NULL when there is none, "null"
+ * when it is given several times with different values (no browser or
+ * proxy of ours does that; a forger could, and the first one alone must
+ * not decide), else the value.  civetweb's mg_get_header returns only the
+ * first, so look at them all.
  */
 static const char *
-auth_origin_header(const struct mg_connection *mgc)
+auth_header_once(const struct mg_connection *mgc, const char *want)
 {
 	const struct mg_request_info	*ri = mg_get_request_info(mgc);
-	const char			*origin = NULL;
+	const char			*found = NULL;
 	int				 i;
 
 	if (ri == NULL)
@@ -435,42 +447,55 @@ auth_origin_header(const struct mg_connection *mgc)
 		const char *name = ri->http_headers[i].name;
 		const char *value = ri->http_headers[i].value;
 
-		if (name == NULL || strcasecmp(name, "Origin") != 0)
+		if (name == NULL || strcasecmp(name, want) != 0)
 			continue;
 		if (value == NULL)
 			value = "";
-		if (origin == NULL)
-			origin = value;
-		else if (strcmp(origin, value) != 0)
+		if (found == NULL)
+			found = value;
+		else if (strcmp(found, value) != 0)
 			return "null";
 	}
-	return origin;
+	return found;
+}
+
+/*
+ * The scheme the client used: "https" or "http" as a trusted proxy's
+ * X-Forwarded-Proto says (nginx: proxy_set_header X-Forwarded-Proto
+ * $scheme), else that of our own listener.  NULL when a trusted proxy
+ * sends anything else (a list, garbage, conflicting headers): then no
+ * Origin is the same origin, and only an Origin-less or listed one passes.
+ */
+static const char *
+auth_request_scheme(const struct mg_connection *mgc,
+    const struct mg_request_info *ri, const struct rcfg *r)
+{
+	const char	*p;
+
+	if (auth_peer_trusted(ri, r) &&
+	    (p = auth_header_once(mgc, "X-Forwarded-Proto")) != NULL) {
+		if (strcasecmp(p, "https") == 0)
+			return "https";
+		if (strcasecmp(p, "http") == 0)
+			return "http";
+		return NULL;
+	}
+	return ri->is_ssl ? "https" : "http";
 }
 
 /*
  * PROTOCOL §3 PARLEY_ALLOWED_ORIGINS: a request without Origin is allowed;
- * else the Origin must be listed (compared in canonical form, origin.h),
- * or (no list) name the same scheme's host and port as the Host header.
- * "null", malformed and conflicting Origins are refused.
+ * else the Origin must be listed, or (no list) be the request's own scheme,
+ * host and port (origin_allowed decides, for parley-token too, so a
+ * trailing '/' is refused alike).  "null", malformed and conflicting
+ * Origins are refused.
  */
 static int
-auth_origin_ok(const struct mg_connection *mgc, const struct rcfg *r)
+auth_origin_ok(const struct mg_connection *mgc,
+    const struct mg_request_info *ri, const struct rcfg *r)
 {
-	const char	*origin = auth_origin_header(mgc);
-	char		 buf[ORIGIN_MAX + 2];
-	size_t		 n;
-
-	if (origin == NULL)
-		return 1;
-	/* Trailing slashes name the same origin ("https://h/"): tolerated. */
-	n = strlen(origin);
-	if (n >= sizeof(buf))
-		return 0;
-	while (n > 0 && origin[n - 1] == '/')
-		n--;
-	memcpy(buf, origin, n);
-	buf[n] = '\0';
-	return origin_allowed(&r->origins, buf, mg_get_header(mgc, "Host"));
+	return origin_allowed(&r->origins, auth_header_once(mgc, "Origin"),
+	    mg_get_header(mgc, "Host"), auth_request_scheme(mgc, ri, r));
 }
 
 /* The connect handler; see relay.h. */
@@ -522,7 +547,7 @@ auth_handshake(const struct mg_connection *cmgc)
 		    "more than one token offered", NULL);
 		goto done;
 	}
-	if (!auth_origin_ok(cmgc, r)) {
+	if (!auth_origin_ok(cmgc, ri, r)) {
 		log_warnx_ratelimited(10, "ip=%s: forbidden Origin", ip);
 		server_reply_error(mgc, 403, "forbidden_origin",
 		    "this Origin may not connect", NULL);

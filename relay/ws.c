@@ -6,10 +6,15 @@
  * checks none of: RSV bits, reserved opcodes, control-frame length and
  * fragmentation, continuation order, UTF-8 of text, or the close
  * handshake.  This file does, and enforces PARLEY_MAX_FRAME on whole
- * messages before anything parses them (1009).  Binary messages close with
- * 1003: the protocol is JSON text.  Errors close the connection with our
- * close frame and keep reading until the peer answers (or the grace period
- * forces the socket shut, timer.c), so the peer learns the code.
+ * messages before anything parses them (1009).  Each frame of a message
+ * must bring it closer to that limit or to its end: at most
+ * WS_EMPTY_FRAGS_MAX empty fragments per message, so that empty
+ * continuations (a wakeup each, never reaching the command rate limit)
+ * cannot keep a message open forever; past it, 1009 too.  Binary messages
+ * close with 1003: the protocol is JSON text.  Errors close the connection
+ * with our close frame and keep reading until the peer answers (or the
+ * grace period forces the socket shut, timer.c), so the peer learns the
+ * code.
  */
 #include "config.h"
 
@@ -24,6 +29,14 @@
 #define WS_OP_CLOSE	0x8
 #define WS_OP_PING	0x9
 #define WS_OP_PONG	0xa
+
+/*
+ * Empty data frames without FIN one fragmented message may carry (RFC 6455
+ * §5.4 allows them; Autobahn's 5.x and 6.1.x send a few).  Non-empty ones
+ * are bounded by PARLEY_MAX_FRAME, since each adds a byte.  c->frag_on is
+ * 1 + the count seen so far while a message is open.
+ */
+#define WS_EMPTY_FRAGS_MAX	16
 
 /* Close codes a peer may send (RFC 6455 §7.4.1, §7.4.2). */
 static int
@@ -152,6 +165,16 @@ ws_frame(struct conn *c, int bits, const char *data, size_t len)
 	if (op == WS_OP_TEXT && fin)
 		return ws_on_text(c, data, len);
 
+	/*
+	 * §10.4: a limit on a message's frames as well as its bytes.  Empty
+	 * fragments add nothing, so they are counted; a complete (FIN) frame
+	 * ends the message and needs no count.
+	 */
+	if (c->frag_on == 0)
+		c->frag_on = 1;		/* a fragmented message opens */
+	if (len == 0 && !fin && ++c->frag_on > WS_EMPTY_FRAGS_MAX + 1)
+		return ws_fail(c, 1009, "too many empty fragments");
+
 	/* §5.4: fragments are joined before anything looks at them. */
 	if (len > 0) {
 		if (c->fraglen + len > c->fragcap) {
@@ -173,7 +196,6 @@ ws_frame(struct conn *c, int bits, const char *data, size_t len)
 		memcpy(c->frag + c->fraglen, data, len);
 		c->fraglen += len;
 	}
-	c->frag_on = 1;
 	if (fin) {
 		char	*buf = c->frag;
 		size_t	 n = c->fraglen;

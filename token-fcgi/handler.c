@@ -64,7 +64,8 @@ handler_dispatch(struct request *req)
 		goto done;
 	}
 	if (h->method == HANDLER_POST &&
-	    !origin_allowed(&req->conf->origins, req->origin, req->host)) {
+	    !origin_allowed(&req->conf->origins, req->origin, req->host,
+	    req->scheme)) {
 		reply_error(req, 403, "forbidden_origin",
 		    "requests from this origin are not allowed");
 		goto done;

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "token.h"
 
@@ -21,6 +22,17 @@ const char *
 request_param(const struct request *req, const char *name)
 {
 	return req->io->param(req->ctx, name);
+}
+
+/* The client's scheme from HTTPS / REQUEST_SCHEME; see token.h. */
+const char *
+request_scheme(const char *https, const char *scheme)
+{
+	if (scheme != NULL && strcasecmp(scheme, "https") == 0)
+		return "https";
+	if (https != NULL && *https != '\0' && strcasecmp(https, "off") != 0)
+		return "https";
+	return "http";
 }
 
 /* The last segment of SCRIPT_NAME + PATH_INFO; see token.h. */
@@ -75,6 +87,8 @@ request_init(struct request *req, const struct request_io *io, void *ctx)
 	req->cookie = io->param(ctx, "HTTP_COOKIE");
 	req->origin = io->param(ctx, "HTTP_ORIGIN");
 	req->host = io->param(ctx, "HTTP_HOST");
+	req->scheme = request_scheme(io->param(ctx, "HTTPS"),
+	    io->param(ctx, "REQUEST_SCHEME"));
 	req->content_type = io->param(ctx, "CONTENT_TYPE");
 	req->content_length = io->param(ctx, "CONTENT_LENGTH");
 	req->remote_addr = io->param(ctx, "REMOTE_ADDR");

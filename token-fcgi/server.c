@@ -17,7 +17,9 @@
  * non-blocking), and hands the connection to libfcgi through the
  * request's ipcFd, with a listening socket of -1 so libfcgi never accepts
  * on its own.  All signals are blocked in every thread; the main thread
- * sigwait()s: SIGTERM/SIGINT/SIGUSR1 stop, SIGHUP reloads.
+ * sigwait()s: SIGTERM/SIGINT/SIGUSR1 stop, SIGHUP reloads.  Before the
+ * workers start, one connection asks the database for synchronous_commit
+ * (store_check_durable).
  */
 #include "config.h"
 
@@ -647,6 +649,28 @@ server_join(struct worker *ws, int n)
 	return rc;
 }
 
+/*
+ * At startup, ask the database for synchronous_commit if it answers now
+ * (store_check_durable logs the consequence of "off"); if it does not, the
+ * first statement that succeeds asks instead.
+ */
+static void
+server_check_durable(const char *conninfo)
+{
+	PGconn	*conn;
+	char	 err[256];
+
+	if ((conn = db_connect(conninfo, TOKEN_PROGNAME, err,
+	    sizeof(err))) == NULL) {
+		log_warnx("database unreachable at startup (%s): "
+		    "synchronous_commit will be checked on the first "
+		    "connection", err);
+		return;
+	}
+	store_check_durable(conn);
+	PQfinish(conn);
+}
+
 /* See token.h. */
 int
 server_run(enum server_mode mode, int listen_fd, const struct cfg_cli *cli)
@@ -711,6 +735,7 @@ server_run(enum server_mode mode, int listen_fd, const struct cfg_cli *cli)
 		    c->session_cache_size);
 		goto out;
 	}
+	server_check_durable(c->db);
 	for (i = 0; i < nthreads; i++) {
 		ws[i].srv = &s;
 		ws[i].id = i;

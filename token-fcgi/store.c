@@ -7,10 +7,13 @@
  * Statements are prepared once per connection.  The session hash goes as a
  * binary bytea parameter, so no hex copy of it exists.  Failures are logged
  * here, rate-limited, with the statement name and SQLSTATE only: a database
- * message can quote parameter values, and those are secrets.
+ * message can quote parameter values, and those are secrets.  The first
+ * connection that answers is also asked for synchronous_commit, once per
+ * process (store_check_durable).
  */
 #include "config.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +35,40 @@ const struct db_stmt store_stmts[] = {
 	  "SELECT parley.logout($1::bytea)", 1 },
 	{ NULL, NULL, 0 }
 };
+
+/* The one-line consequence of synchronous_commit = off (parley-token(8)). */
+#define STORE_DURABLE_WHY	"synchronous_commit is off for parley-token's " \
+	"database connection: a database crash can undo a logout already " \
+	"answered 204 (the session stays valid until it expires) and lose " \
+	"new sessions and login throttle counts; serving anyway, as no " \
+	"message passes through here (set synchronous_commit = on: " \
+	"postgresql.conf, ALTER DATABASE or ALTER ROLE)"
+
+/* 0: not checked yet, 1: being checked, 2: done (this process). */
+static atomic_int store_durable_state;
+
+/* One SHOW synchronous_commit per process; see token.h. */
+void
+store_check_durable(PGconn *conn)
+{
+	char	val[64];
+	int	expect = 0;
+
+	if (atomic_load_explicit(&store_durable_state,
+	    memory_order_acquire) != 0 ||
+	    !atomic_compare_exchange_strong(&store_durable_state, &expect, 1))
+		return;
+	if (db_synchronous_commit(conn, val, sizeof(val)) < 0) {
+		/* A connection that just broke: the next one is asked. */
+		atomic_store(&store_durable_state, 0);
+		return;
+	}
+	if (strcmp(val, "off") == 0)
+		log_error("%s", STORE_DURABLE_WHY);
+	else
+		log_debug("database synchronous_commit = %s", val);
+	atomic_store(&store_durable_state, 2);
+}
 
 /* Map and log a db_exec failure. */
 static enum store_result
@@ -101,6 +138,7 @@ store_login(struct db *db, const struct credentials *cred, const char *addr,
 	rc = db_exec(db, "login", 6, values, lengths, formats, &res);
 	if (rc != DB_OK)
 		return store_fail(db, "login", rc);
+	store_check_durable(db->conn);
 	if (PQntuples(res) != 1 || PQnfields(res) != 6 || PQgetisnull(res, 0, 0))
 		return store_bad_shape(res, "login");
 	status = PQgetvalue(res, 0, 0);
@@ -139,6 +177,7 @@ store_session(struct db *db, const unsigned char hash[UTIL_SHA256_LEN],
 	rc = db_exec(db, "session", 1, values, lengths, formats, &res);
 	if (rc != DB_OK)
 		return store_fail(db, "session", rc);
+	store_check_durable(db->conn);
 	if (PQntuples(res) == 0) {
 		PQclear(res);
 		return STORE_NONE;
@@ -162,6 +201,7 @@ store_logout(struct db *db, const unsigned char hash[UTIL_SHA256_LEN])
 	rc = db_exec(db, "logout", 1, values, lengths, formats, &res);
 	if (rc != DB_OK)
 		return store_fail(db, "logout", rc);
+	store_check_durable(db->conn);
 	if (PQntuples(res) != 1 || PQnfields(res) != 1)
 		return store_bad_shape(res, "logout");
 	revoked = !PQgetisnull(res, 0, 0) && strcmp(PQgetvalue(res, 0, 0), "t") == 0;

@@ -121,6 +121,7 @@ struct request {
 	const char	*cookie;	/* NULL when absent, also below */
 	const char	*origin;
 	const char	*host;
+	const char	*scheme;	/* "http" or "https" (request_scheme) */
 	const char	*content_type;
 	const char	*content_length;
 	const char	*remote_addr;
@@ -138,6 +139,14 @@ struct request {
 /* Fill *req from io (does not read the body). */
 void	request_init(struct request *req, const struct request_io *io,
 	    void *ctx);
+
+/*
+ * The scheme the client used, as the web server tells it: "https" when
+ * REQUEST_SCHEME is https or HTTPS is set to anything but "off" (RFC 3875
+ * meta-variables as nginx and Apache send them), else "http".  It decides
+ * the same-host Origin rule (origin_allowed).
+ */
+const char *request_scheme(const char *https, const char *request_scheme);
 
 /*
  * The route: the last segment of SCRIPT_NAME + PATH_INFO, written to out.
@@ -397,6 +406,16 @@ enum store_result store_login(struct db *, const struct credentials *,
 /* parley.session_lookup(): STORE_OK (*out filled), STORE_NONE, or failure. */
 enum store_result store_session(struct db *,
 	    const unsigned char hash[UTIL_SHA256_LEN], struct store_user *out);
+
+/*
+ * The durability check (parley-token(8), DESCRIPTION): the first time in
+ * this process that a connection answers, read its synchronous_commit and,
+ * when it is off, log at error level what a database crash could undo
+ * (logouts among them).  The service keeps serving: it stores no messages.
+ * Called by every store_* after a statement succeeded and by the FastCGI
+ * server at startup; thread-safe, one SHOW per process.
+ */
+void	store_check_durable(PGconn *);
 
 /* parley.logout(): STORE_OK when a live session was revoked, STORE_NONE. */
 enum store_result store_logout(struct db *,

@@ -6,7 +6,7 @@
 // nginx with forged X-Forwarded-For); ping floods from a peer that reads and
 // from one that never does (PARLEY_SEND_QUEUE: 4030); a command flood
 // (rate_limited, then 4029); fragmentation bombs (65536 one-byte fragments,
-// 100000 empty ones, a message never finished); JSON nested 16, 17, 1000
+// 100000 empty ones: 1009 past 16, a message never finished); JSON nested 16, 17, 1000
 // and 100000 deep; sender spoofing (`from`, `sender_id`, `user` in a
 // command are ignored); SQL, script, NUL, astral and bidi payloads stored
 // and relayed byte for byte.  Each case states its documented answer
@@ -263,18 +263,50 @@ suite.case('F8', 'relay', 'fragmentation bomb: a 64 KiB command in 65536 one-byt
   return `answered after ${ms} ms (relay CPU ${cpu.toFixed(2)} s); 65537 one-byte fragments: close 1009`;
 }), { skip, timeout: 60000 });
 
-suite.case('F9', 'relay', 'fragmentation bomb: 100000 empty continuation frames inside one message', 'accepted (no bytes, no growth; empty fragments are neither counted nor limited), memory bounded; the message then completes normally', async () => bounded(main, async () => {
-  const ws = await open(main);
+const EMPTY_FRAGS_MAX = 16;     // WS_EMPTY_FRAGS_MAX in relay/ws.c
+
+suite.case('F9', 'relay', 'fragmentation bomb: 100000 empty continuation frames inside one message', `the limit is ${EMPTY_FRAGS_MAX} empty fragments per message: a message with that many completes normally; one more closes with 1009 (RFC 6455 §10.4: a limit on the message, counted in frames); memory bounded`, async () => bounded(main, async () => {
   const s = JSON.stringify({ type: 'ping', ref: 'empty' });
   const empty = encodeFrame({ fin: false, opcode: OP.CONT, payload: '' });
+  const message = (n, ref) => {
+    const t = JSON.stringify({ type: 'ping', ref });
+    return Buffer.concat([
+      encodeFrame({ fin: false, opcode: OP.TEXT, payload: t.slice(0, 5) }),
+      ...Array.from({ length: n }, () => empty),
+      encodeFrame({ fin: true, opcode: OP.CONT, payload: t.slice(5) }),
+    ]);
+  };
+  // At the limit, twice on one connection: the count is per message.
+  const ok = await open(main);
+  ok.sendRaw(Buffer.concat([message(EMPTY_FRAGS_MAX, 'at-limit-1'), message(EMPTY_FRAGS_MAX, 'at-limit-2')]));
+  for (const ref of ['at-limit-1', 'at-limit-2'])
+    assert.equal((await ok.nextJson((m) => m && m.ref === ref, { timeoutMs: 10000 })).type, 'pong', ref);
+  // An empty first fragment counts too.
+  ok.sendRaw(Buffer.concat([encodeFrame({ fin: false, opcode: OP.TEXT, payload: '' }),
+    ...Array.from({ length: EMPTY_FRAGS_MAX - 1 }, () => empty),
+    encodeFrame({ fin: true, opcode: OP.CONT, payload: s.replace('empty', 'first-empty') })]));
+  assert.equal((await ok.nextJson((m) => m && m.ref === 'first-empty', { timeoutMs: 10000 })).type, 'pong');
+  ok.destroy();
+  // The bomb: 100000 empty fragments in one message.
+  const ws = await open(main);
+  const cpu0 = cpuSeconds(main.pid);
   ws.sendRaw(encodeFrame({ fin: false, opcode: OP.TEXT, payload: s.slice(0, 5) }));
-  for (let i = 0; i < 10; i++)
+  let sent = 0;
+  for (let i = 0; i < 10 && !ws.ended; i++, sent += 10000)
     ws.sendRaw(Buffer.concat(Array.from({ length: 10000 }, () => empty)));
-  ws.sendRaw(encodeFrame({ fin: true, opcode: OP.CONT, payload: s.slice(5) }));
-  const r = await ws.nextJson((m) => m && m.ref === 'empty', { timeoutMs: 30000 });
-  assert.equal(r.type, 'pong');
+  const c = await ws.readClose({ timeoutMs: 10000 });
+  assert.equal(c.code, 1009, `close ${c.code} ${c.reason}`);
+  assert.match(c.reason, /empty fragments/);
+  ws.sendClose(c.code);
+  const cpu = cpuSeconds(main.pid) - cpu0;
   ws.destroy();
-  return 'answered; 100000 empty fragments accepted without a limit on their number';
+  // One over the limit, alone: the 17th empty fragment closes.
+  const one = await open(main);
+  one.sendRaw(Buffer.concat([encodeFrame({ fin: false, opcode: OP.TEXT, payload: s.slice(0, 5) }),
+    ...Array.from({ length: EMPTY_FRAGS_MAX + 1 }, () => empty)]));
+  assert.equal((await one.readClose({ timeoutMs: 10000 })).code, 1009, `${EMPTY_FRAGS_MAX + 1} empty fragments`);
+  one.destroy();
+  return `${EMPTY_FRAGS_MAX} empty fragments (twice, and with an empty first one): answered; ${EMPTY_FRAGS_MAX + 1}: close 1009; 100000: close 1009 "${c.reason}" (relay CPU ${cpu.toFixed(2)} s)`;
 }), { skip, timeout: 60000 });
 
 suite.case('F10', 'relay', 'continuation without end: a message started, then silence', 'closed with 4000 after WS_CONNECTION_TIMEOUT (3 s here); the partial message freed', async () => bounded(short, async () => {

@@ -871,6 +871,17 @@ kase('9.3', 'limits', '10.4', 'fragments adding up to PARLEY_MAX_FRAME + 1', 'cl
   return failsWith(ws, 1009);
 }, { verdict: 'parley' });
 
+kase('9.6', 'limits', '10.4', 'a fragmented message with 16 empty fragments, then one with 17', 'a limit on the message counted in frames: 16 empty fragments delivered, the 17th closes with 1009', async () => {
+  const ws = await open();
+  const s = JSON.stringify({ type: 'ping', ref: '9.6' });
+  const empties = (n) => Array.from({ length: n }, () => encodeFrame({ fin: false, opcode: OP.CONT, payload: '' }));
+  ws.sendRaw(Buffer.concat([encodeFrame({ fin: false, opcode: OP.TEXT, payload: s.slice(0, 5) }), ...empties(16),
+    encodeFrame({ fin: true, opcode: OP.CONT, payload: s.slice(5) })]));
+  const r = await replied(ws, '9.6');
+  ws.sendRaw(Buffer.concat([encodeFrame({ fin: false, opcode: OP.TEXT, payload: s.slice(0, 5) }), ...empties(17)]));
+  return `16: ${r}; 17: ${await failsWith(ws, 1009)}`;
+}, { verdict: 'parley' });
+
 function memOf(pid) {
   const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k) => Number((new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(s) || [])[1] || 0);

@@ -149,11 +149,17 @@ test('the Origin check compares with the Host header nginx passes on', { skip },
   const offer = ['parley.v1', `parley.token.${await mint(key, u)}`];
   isJsonError(await refused(offer, { origin: `http://127.0.0.1:${relay.port}` }), 403, 'forbidden_origin');
   // A public name: Host as the browser sent it, default ports compared.
+  // This nginx speaks plain http, which it tells the relay in
+  // X-Forwarded-Proto: the page's origin is http://, and an https:// one
+  // is refused, even when the client claims https itself.
   const host = { Host: 'chat.example.org' };
-  const pub = await through(u, { origin: 'https://chat.example.org', headers: host });
+  const pub = await through(u, { origin: 'http://chat.example.org', headers: host });
   pub.close();
-  isJsonError(await refused(offer, { origin: 'https://chat.example.org:8443', headers: host }), 403, 'forbidden_origin');
-  isJsonError(await refused(offer, { origin: 'https://chat.example.org', headers: { Host: 'other.example.org' } }),
+  isJsonError(await refused(offer, { origin: 'http://chat.example.org:8443', headers: host }), 403, 'forbidden_origin');
+  isJsonError(await refused(offer, { origin: 'http://chat.example.org', headers: { Host: 'other.example.org' } }),
+    403, 'forbidden_origin');
+  isJsonError(await refused(offer, { origin: 'https://chat.example.org', headers: host }), 403, 'forbidden_origin');
+  isJsonError(await refused(offer, { origin: 'https://chat.example.org', headers: { ...host, 'X-Forwarded-Proto': 'https' } }),
     403, 'forbidden_origin');
 });
 

@@ -3,11 +3,12 @@
  * of the POST routes: origin_canon, origin_allowed (Origin and Host come
  * from the client) and origin_list_parse (the allow-list setting).
  *
- * Input: "ALLOWED_ORIGINS\nORIGIN\nHOST"; a missing line is an absent
- * header.  Oracles: canonical forms are fixed points and fit their
- * buffers exactly; "null" and unparsable Origins never pass; an Origin
- * passes an allow-list that holds its canonical form, and passes the
- * same-host rule only as http or https.
+ * Input: "ALLOWED_ORIGINS\nORIGIN\nHOST[\nSCHEME]"; a missing line is an
+ * absent header, a missing SCHEME (the request's: X-Forwarded-Proto,
+ * HTTPS) is "http".  Oracles: canonical forms are fixed points and fit
+ * their buffers exactly; "null" and unparsable Origins never pass; an
+ * Origin passes an allow-list that holds its canonical form, and passes
+ * the same-host rule only with the request's scheme, http or https.
  */
 #include "config.h"
 
@@ -51,7 +52,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fuzz_in		 in = { data, size };
 	struct origin_list	 list = { NULL, 0 }, one;
-	char			*spec, *origin, *host, canon[512], again[512];
+	char			*spec, *origin, *host, *sch, canon[512];
+	char			 again[512];
+	const char		*scheme;
 	char			*listed[1];
 	char			 err[512];
 	size_t			 i, n;
@@ -60,6 +63,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	spec = fuzz_field(&in, '\n');
 	origin = fuzz_field(&in, '\n');
 	host = fuzz_field(&in, '\n');
+	sch = fuzz_field(&in, '\n');
+	scheme = sch != NULL ? sch : "http";
 
 	err[0] = '\0';
 	if (origin_list_parse(spec, &list, err, sizeof(err)) == 0) {
@@ -87,13 +92,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		listed[0] = canon;
 		one.v = listed;
 		one.n = 1;
-		FUZZ_CHECK(origin_allowed(&one, origin, host) ==
+		FUZZ_CHECK(origin_allowed(&one, origin, host, scheme) ==
 		    (n <= FUZZ_ORIGIN_MAX));
-		FUZZ_CHECK(origin_allowed(&one, origin, NULL) ==
+		FUZZ_CHECK(origin_allowed(&one, origin, NULL, NULL) ==
 		    (n <= FUZZ_ORIGIN_MAX));
 	}
 
-	allowed = origin_allowed(&list, origin, host);
+	allowed = origin_allowed(&list, origin, host, scheme);
 	FUZZ_CHECK(allowed == 0 || allowed == 1);
 	if (origin == NULL)
 		FUZZ_CHECK(allowed == 1);
@@ -106,17 +111,26 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				if (strcmp(list.v[i], canon) == 0)
 					break;
 			FUZZ_CHECK(i < list.n);
-		} else
-			FUZZ_CHECK(strncmp(canon, "http://", 7) == 0 ||
-			    strncmp(canon, "https://", 8) == 0);
+		} else {
+			n = strlen(scheme);
+			FUZZ_CHECK(strcmp(scheme, "http") == 0 ||
+			    strcmp(scheme, "https") == 0);
+			FUZZ_CHECK(strncmp(canon, scheme, n) == 0 &&
+			    strncmp(canon + n, "://", 3) == 0);
+		}
 	}
-	FUZZ_CHECK(origin_allowed(&list, "null", host) == 0);
-	FUZZ_CHECK(origin_allowed(NULL, origin, host) == allowed ||
+	FUZZ_CHECK(origin_allowed(&list, "null", host, scheme) == 0);
+	FUZZ_CHECK(origin_allowed(NULL, origin, host, scheme) == allowed ||
 	    list.n > 0);
+	/* One Origin, one scheme: never the same origin over both. */
+	FUZZ_CHECK(origin == NULL ||
+	    !(origin_allowed(NULL, origin, host, "http") &&
+	    origin_allowed(NULL, origin, host, "https")));
 
 	origin_list_free(&list);
 	free(spec);
 	free(origin);
 	free(host);
+	free(sch);
 	return 0;
 }

@@ -117,9 +117,19 @@ test_origin(void)
 	  run(&f, hs_conf, v, NULL);
 	  status_is(&f, 403, "logout from a foreign Origin"); }
 	{ const char *v[] = { "REQUEST_METHOD=POST", "SCRIPT_NAME=/auth/token",
-	    "HTTP_ORIGIN=https://chat.example", "HTTP_HOST=chat.example", NULL };
+	    "HTTP_ORIGIN=https://chat.example", "HTTP_HOST=chat.example",
+	    "HTTPS=on", NULL };
 	  run(&f, hs_conf, v, NULL);
 	  status_is(&f, 401, "same-host Origin passes (then no cookie)"); }
+	{ const char *v[] = { "REQUEST_METHOD=POST", "SCRIPT_NAME=/auth/token",
+	    "HTTP_ORIGIN=https://chat.example", "HTTP_HOST=chat.example",
+	    "REQUEST_SCHEME=http", NULL };
+	  run(&f, hs_conf, v, NULL);
+	  status_is(&f, 403, "same host, https Origin, request over http"); }
+	{ const char *v[] = { "REQUEST_METHOD=POST", "SCRIPT_NAME=/auth/token",
+	    "HTTP_ORIGIN=http://chat.example/", "HTTP_HOST=chat.example", NULL };
+	  run(&f, hs_conf, v, NULL);
+	  status_is(&f, 403, "same host, Origin with a trailing slash"); }
 	{ const char *v[] = { "REQUEST_METHOD=GET", "SCRIPT_NAME=/auth/session",
 	    "HTTP_ORIGIN=https://evil.example", "HTTP_HOST=chat.example", NULL };
 	  run(&f, hs_conf, v, NULL);
