@@ -1,7 +1,7 @@
 /*
  * cmd.c: client commands (PROTOCOL §2): strict decoding, the rate limit,
- * dispatch, and the commands that need no module of their own (ping,
- * private_message, group_message).
+ * dispatch, command jobs and their lanes, and the commands that need no
+ * module of their own (ping, refresh).  Messages are post.c's.
  *
  * Runs on the connection's civetweb thread: parsing is bounded (frame size
  * checked by ws.c, nesting by jsonutil) and nothing here waits for the
@@ -22,6 +22,9 @@
 #include <string.h>
 
 #include "relay.h"
+
+/* Messages waiting in a lane that go to the pool together. */
+#define CMD_LANE_BATCH		128
 
 static int
 cmd_send_json_as(struct conn *c, json_t *j, int bulk)
@@ -174,19 +177,64 @@ cmd_lane_pop(struct conn *c)
 }
 
 /*
- * Put the lane's current job into the pool; when the pool refuses it, drop
- * it and go on with the next, in a loop (no recursion: drops can come in
- * long runs while the relay stops, on a civetweb thread's small stack).
+ * Pop the jobs at the head of c's lane that can share a batch with one
+ * whose run_batch is fn (messages after a message), at most max, into v.
+ */
+static size_t
+cmd_lane_pop_batch(struct conn *c, void (*fn)(struct job **, size_t,
+    struct db *), struct cmd_job **v, size_t max)
+{
+	struct cmd_job	*next;
+	size_t		 n = 0;
+
+	pthread_mutex_lock(&c->mu);
+	while (n < max && (next = c->lane_head) != NULL &&
+	    next->job.run_batch == fn) {
+		if ((c->lane_head = (struct cmd_job *)next->job.next) == NULL)
+			c->lane_tail = NULL;
+		next->job.next = NULL;
+		c->lane_n--;
+		c->lane_bytes -= next->cost;
+		v[n++] = next;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return n;
+}
+
+/*
+ * Put the lane's current job into the pool, with the messages waiting
+ * right behind it when it is a message: they go into the same batch (or
+ * the next ones, which commit after it: dbpool.c runs one batch at a
+ * time), so a client sending many messages gets them committed together
+ * rather than one commit each.  Only the last of them moves the lane on
+ * when freed.  When the pool refuses them, drop them and go on with the
+ * next, in a loop (no recursion: drops can come in long runs while the
+ * relay stops, on a civetweb thread's small stack).
  */
 static void
 cmd_lane_start(struct conn *c, struct cmd_job *cj)
 {
+	struct cmd_job	*v[CMD_LANE_BATCH];
+	struct job	*jv[CMD_LANE_BATCH];
+	size_t		 n, i;
+
 	conn_ref(c);
 	while (cj != NULL) {
-		if (dbpool_try_submit(&cj->job) == 0)
+		n = 0;
+		v[n++] = cj;
+		if (cj->job.run_batch != NULL)
+			n += cmd_lane_pop_batch(c, cj->job.run_batch, v + 1,
+			    CMD_LANE_BATCH - 1);
+		for (i = 0; i < n; i++) {
+			v[i]->in_lane = i + 1 == n;
+			jv[i] = &v[i]->job;
+		}
+		if (dbpool_try_submit_many(jv, n) == 0)
 			break;
-		cj->in_lane = 0;	/* its free must not start the next */
-		cj->job.drop(&cj->job);
+		for (i = 0; i < n; i++) {
+			v[i]->in_lane = 0;	/* its free must not start the next */
+			v[i]->job.drop(&v[i]->job);
+		}
 		cj = cmd_lane_pop(c);
 	}
 	conn_unref(c);
@@ -273,8 +321,8 @@ cmd_job_reply(struct cmd_job *cj, json_t *j)
 	return cmd_send_json(cj->c, j);
 }
 
-/* The schema's SQLSTATEs (schema/README.md) to PROTOCOL §2 error codes. */
-static const char *
+/* The schema's SQLSTATEs to PROTOCOL §2 error codes; see relay.h. */
+const char *
 cmd_sql_error(const char *sqlstate, const char **msg)
 {
 	static const struct {
@@ -317,161 +365,6 @@ cmd_job_dberr(struct cmd_job *cj, struct db *db, int rc)
 	cmd_error(cj->c, cmd_job_ref(cj), code, msg);
 }
 
-/* ---------------------------------------------------------------- messages */
-
-struct cmd_post {
-	struct cmd_job	 cj;
-	char		 conv[RELAY_CONV_MAX];
-	char		 client_id[RELAY_CLIENT_ID_MAX + 1];
-	char		*body;
-};
-
-static void
-cmd_post_free(struct cmd_post *p)
-{
-	free(p->body);
-	cmd_job_free(p);
-}
-
-static void
-cmd_post_drop(struct job *job)
-{
-	struct cmd_post	*p = (struct cmd_post *)job;
-
-	deliver_unexpect(p->cj.c, p->client_id);
-	cmd_error(p->cj.c, cmd_job_ref(&p->cj), p->cj.drop_code,
-	    p->cj.drop_msg);
-	cmd_post_free(p);
-}
-
-/*
- * On a pool thread: store (post_message checks membership itself and
- * raises PA403), then ack: PROTOCOL §2, the ack only after COMMIT.
- */
-static void
-cmd_post_run(struct job *job, struct db *db)
-{
-	struct cmd_post	*p = (struct cmd_post *)job;
-	const char	*v[4];
-	char		 a[24], ts[25];
-	PGresult	*res = NULL;
-	json_t		*j;
-	int		 rc, dup;
-
-	snprintf(a, sizeof(a), "%lld", (long long)p->cj.uid);
-	v[0] = a;
-	v[1] = p->conv;
-	v[2] = p->body;
-	v[3] = p->client_id;
-	rc = dbpool_exec(db, STMT_POST, 4, v, &res);
-	if (rc != DB_OK) {
-		deliver_unexpect(p->cj.c, p->client_id);
-		cmd_job_dberr(&p->cj, db, rc);
-		goto done;
-	}
-	if (PQntuples(res) != 1 || PQnfields(res) != 4) {
-		clog_warnx(p->cj.c, "post_message returned %d rows",
-		    PQntuples(res));
-		deliver_unexpect(p->cj.c, p->client_id);
-		cmd_error(p->cj.c, cmd_job_ref(&p->cj), "internal",
-		    "internal error");
-		goto done;
-	}
-	dup = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
-	if (dup)
-		deliver_unexpect(p->cj.c, p->client_id);	/* no event */
-	else
-		metrics_inc(M_MSG_STORED);
-	util_rfc3339(strtoll(PQgetvalue(res, 0, 2), NULL, 10), ts);
-	j = json_pack("{s:s, s:s, s:I, s:s, s:I, s:s}", "type", "ack",
-	    "client_id", p->client_id,
-	    "id", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10),
-	    "conversation", p->conv,
-	    "seq", (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10),
-	    "ts", ts);
-	if (cmd_job_reply(&p->cj, j) == 0)
-		metrics_inc(M_ACKS);
-done:
-	PQclear(res);
-	cmd_post_free(p);
-}
-
-/* A client_id: 1..64 bytes of printable ASCII. */
-static int
-cmd_client_id_ok(const char *s)
-{
-	size_t	n = strlen(s), i;
-
-	if (n == 0 || n > RELAY_CLIENT_ID_MAX)
-		return 0;
-	for (i = 0; i < n; i++)
-		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
-			return 0;
-	return 1;
-}
-
-static void
-cmd_post(struct conn *c, json_t *msg, const char *ref, int is_group)
-{
-	struct cmd_post	*p;
-	const char	*body, *cid;
-	int64_t		 target, lo, hi;
-
-	metrics_inc(M_MSG_IN);
-	if (jsonutil_get_int(msg, is_group ? "group" : "to", &target) == -1 ||
-	    target <= 0) {
-		cmd_error(c, ref, "bad_request", is_group ?
-		    "\"group\" must be a positive integer" :
-		    "\"to\" must be a positive integer");
-		return;
-	}
-	if ((body = jsonutil_get_str(msg, "body")) == NULL) {
-		cmd_error(c, ref, "bad_request", "\"body\" must be a string");
-		return;
-	}
-	if ((cid = jsonutil_get_str(msg, "client_id")) == NULL ||
-	    !cmd_client_id_ok(cid)) {
-		cmd_error(c, ref, "bad_request", "\"client_id\" must be a string "
-		    "of 1 to 64 printable ASCII characters");
-		return;
-	}
-	if ((p = cmd_job_new(c, ref, sizeof(*p), cmd_post_run)) == NULL)
-		return;
-	if ((p->body = strdup(body)) == NULL) {
-		cmd_error(c, ref, "internal", "out of memory");
-		cmd_post_free(p);
-		return;
-	}
-	p->cj.job.drop = cmd_post_drop;
-	p->cj.drop_msg = "the relay is overloaded; not stored, retry";
-	p->cj.cost = strlen(body);
-	if (is_group) {
-		snprintf(p->conv, sizeof(p->conv), "group:%lld",
-		    (long long)target);
-	} else {
-		lo = target < c->uid ? target : c->uid;
-		hi = target < c->uid ? c->uid : target;
-		snprintf(p->conv, sizeof(p->conv), "dm:%lld:%lld",
-		    (long long)lo, (long long)hi);
-	}
-	util_strlcpy(p->client_id, cid, sizeof(p->client_id));
-	/* Before the insert, so the listener never races past it. */
-	deliver_expect(c, cid);
-	cmd_job_submit(&p->cj);
-}
-
-static void
-cmd_private_message(struct conn *c, json_t *msg, const char *ref)
-{
-	cmd_post(c, msg, ref, 0);
-}
-
-static void
-cmd_group_message(struct conn *c, json_t *msg, const char *ref)
-{
-	cmd_post(c, msg, ref, 1);
-}
-
 static void
 cmd_refresh(struct conn *c, json_t *msg, const char *ref)
 {
@@ -483,8 +376,8 @@ static const struct {
 	void		(*fn)(struct conn *, json_t *, const char *);
 } cmd_table[] = {
 	{ "ping", cmd_ping },
-	{ "private_message", cmd_private_message },
-	{ "group_message", cmd_group_message },
+	{ "private_message", post_private_message },
+	{ "group_message", post_group_message },
 	{ "refresh", cmd_refresh },
 	{ "auth", cmd_auth_again },
 	{ "history", convo_history },

@@ -125,6 +125,7 @@ conn_unref(struct conn *c)
 	free(c->frag);
 	free(c->expect);
 	free(c->bf);
+	free(c->mk);
 	if (c->hs != NULL) {
 		explicit_bzero(c->hs, sizeof(*c->hs));
 		free(c->hs);

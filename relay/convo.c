@@ -203,8 +203,9 @@ convo_sync_push(struct convo_sync *s, const struct deliver_row *m)
 		return -1;
 	f->bulk = 1;
 	pthread_mutex_lock(&c->mu);
-	if ((rc = outq_park_locked(c, &s->cj.job)) == 0)
-		rc = outq_send_locked(c, f);
+	if ((rc = outq_park_locked(c, &s->cj.job)) == 0 &&
+	    (rc = outq_send_locked(c, f)) == 0)
+		deliver_mark_locked(c, m);	/* not delivered to c again */
 	pthread_mutex_unlock(&c->mu);
 	outq_frame_unref(f);
 	return rc;

@@ -14,6 +14,13 @@
  * connection has at most one job here at a time: its commands run in the
  * order they were sent, and a connection with many waiting cannot crowd
  * out the others.
+ *
+ * Jobs with a run_batch (messages, post.c) wait in a second list, and a
+ * free worker takes all of them at once (group commit).  One batch runs at
+ * a time, so while it commits the next messages gather into the next batch
+ * instead of each taking a worker and a commit of its own; a lone message
+ * on an idle relay still runs at once.  Batches are served before other
+ * jobs: they are what clients wait on.
  */
 #include "config.h"
 
@@ -26,6 +33,14 @@
 
 #define DBPOOL_QUEUE_MAX	20000
 #define DBPOOL_IDLE_MS		1000
+/*
+ * Batches running at once.  One: a batch's messages commit before the next
+ * batch's, which cmd.c relies on when it sends a lane's waiting messages
+ * to the pool together (the batch limits may split them).
+ */
+#define DBPOOL_BATCHES		1
+#define DBPOOL_BATCH_MAX	512	/* jobs per batch */
+#define DBPOOL_BATCH_BYTES	(1 << 20)	/* their cost, per batch */
 
 /*
  * Only the schema's functions (schema/README.md), never its tables, so an
@@ -41,6 +56,9 @@ static const struct db_stmt dbpool_stmts[] = {
 	  "SELECT id, seq, (extract(epoch FROM created_at) * 1000)::bigint, "
 	  "duplicate FROM parley.post_message($1::bigint, $2::text, $3::text, "
 	  "$4::text)", 4 },
+	{ STMT_POST_BATCH,
+	  "SELECT ord, id, seq, (extract(epoch FROM created_at) * 1000)::bigint, "
+	  "duplicate, error FROM parley.post_messages($1::json)", 1 },
 	{ STMT_HISTORY,
 	  "SELECT " DELIVER_COLS " FROM parley.history($1::bigint, $2::text, "
 	  "$3::bigint, $4::integer) g", 4 },
@@ -88,11 +106,14 @@ static struct {
 	pthread_cond_t		 cv;
 	struct job		*head, *tail;
 	size_t			 n;
+	struct job		*bhead, *btail;	/* jobs with a run_batch */
+	size_t			 bn;
+	int			 batches;	/* running */
 	int			 stop;
 	struct dbpool_worker	*w;
 	int			 nw;
 } dbpool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL,
-	0, 0, NULL, 0 };
+	0, NULL, NULL, 0, 0, 0, NULL, 0 };
 
 static int64_t
 dbpool_now_us(void)
@@ -133,23 +154,62 @@ dbpool_note_state(struct dbpool_worker *w, int idx)
 	}
 }
 
+/* Is there work for a worker?  Under dbpool.mu. */
+static int
+dbpool_has_work(void)
+{
+	return dbpool.head != NULL ||
+	    (dbpool.bhead != NULL && dbpool.batches < DBPOOL_BATCHES);
+}
+
+/*
+ * Take the batch-able jobs at the head of the batch list that share the
+ * first one's run_batch, within the limits, into v.  Under dbpool.mu.
+ */
+static size_t
+dbpool_take_batch(struct job **v)
+{
+	struct job	*j;
+	size_t		 n = 0, bytes = 0;
+	void		(*fn)(struct job **, size_t, struct db *);
+
+	fn = dbpool.bhead->run_batch;
+	while ((j = dbpool.bhead) != NULL && j->run_batch == fn &&
+	    n < DBPOOL_BATCH_MAX &&
+	    (n == 0 || bytes + j->cost <= DBPOOL_BATCH_BYTES)) {
+		if ((dbpool.bhead = j->next) == NULL)
+			dbpool.btail = NULL;
+		j->next = NULL;
+		dbpool.bn--;
+		bytes += j->cost;
+		v[n++] = j;
+	}
+	return n;
+}
+
 static void *
 dbpool_main(void *arg)
 {
 	struct dbpool_worker	*w = arg;
 	struct timespec		 ts;
 	struct job		*job;
+	struct job		**batch;
+	size_t			 n;
 	int			 idx = (int)(w - dbpool.w);
 
+	if ((batch = calloc(DBPOOL_BATCH_MAX, sizeof(*batch))) == NULL) {
+		log_error("db worker %d: out of memory", idx);
+		return NULL;
+	}
 	db_ensure(&w->db);
 	dbpool_note_state(w, idx);
 	for (;;) {
 		pthread_mutex_lock(&dbpool.mu);
-		while (dbpool.head == NULL && !dbpool.stop) {
+		while (!dbpool_has_work() && !dbpool.stop) {
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_sec += DBPOOL_IDLE_MS / 1000;
 			if (pthread_cond_timedwait(&dbpool.cv, &dbpool.mu,
-			    &ts) != 0 && dbpool.head == NULL) {
+			    &ts) != 0 && !dbpool_has_work()) {
 				/* Idle: probe, so health recovers by itself. */
 				pthread_mutex_unlock(&dbpool.mu);
 				db_ensure(&w->db);
@@ -157,20 +217,40 @@ dbpool_main(void *arg)
 				pthread_mutex_lock(&dbpool.mu);
 			}
 		}
-		if (dbpool.head == NULL) {	/* stopping */
+		if (!dbpool_has_work()) {	/* stopping */
 			pthread_mutex_unlock(&dbpool.mu);
 			break;
+		}
+		if (dbpool.bhead != NULL && dbpool.batches < DBPOOL_BATCHES) {
+			n = dbpool_take_batch(batch);
+			dbpool.batches++;
+			if (dbpool_has_work())	/* a signal may have been ours */
+				pthread_cond_signal(&dbpool.cv);
+			pthread_mutex_unlock(&dbpool.mu);
+
+			batch[0]->run_batch(batch, n, &w->db);
+			dbpool_note_state(w, idx);
+
+			pthread_mutex_lock(&dbpool.mu);
+			dbpool.batches--;
+			if (dbpool.bhead != NULL)	/* for an idle worker */
+				pthread_cond_signal(&dbpool.cv);
+			pthread_mutex_unlock(&dbpool.mu);
+			continue;
 		}
 		job = dbpool.head;
 		if ((dbpool.head = job->next) == NULL)
 			dbpool.tail = NULL;
 		dbpool.n--;
+		if (dbpool_has_work())
+			pthread_cond_signal(&dbpool.cv);
 		pthread_mutex_unlock(&dbpool.mu);
 
 		job->next = NULL;
 		job->run(job, &w->db);
 		dbpool_note_state(w, idx);
 	}
+	free(batch);
 	return NULL;
 }
 
@@ -202,7 +282,7 @@ dbpool_start(const char *conninfo, int n)
 void
 dbpool_stop(void)
 {
-	struct job	*job, *next;
+	struct job	*job, *bjob, *next;
 	int		 i;
 
 	pthread_mutex_lock(&dbpool.mu);
@@ -210,11 +290,18 @@ dbpool_stop(void)
 	job = dbpool.head;
 	dbpool.head = dbpool.tail = NULL;
 	dbpool.n = 0;
+	bjob = dbpool.bhead;
+	dbpool.bhead = dbpool.btail = NULL;
+	dbpool.bn = 0;
 	pthread_cond_broadcast(&dbpool.cv);
 	pthread_mutex_unlock(&dbpool.mu);
 	for (; job != NULL; job = next) {
 		next = job->next;
 		job->drop(job);
+	}
+	for (; bjob != NULL; bjob = next) {
+		next = bjob->next;
+		bjob->drop(bjob);
 	}
 	for (i = 0; i < dbpool.nw; i++)
 		if (dbpool.w[i].started)
@@ -226,29 +313,52 @@ dbpool_stop(void)
 	dbpool.nw = 0;
 }
 
-/* Queue a job, or leave it to the caller; see relay.h. */
+/* Queue jobs, all or none; see relay.h. */
 int
-dbpool_try_submit(struct job *job)
+dbpool_try_submit_many(struct job **v, size_t n)
 {
-	int	full;
+	int64_t	now = util_mono_ms();
+	size_t	i;
+	int	full, wake = 0;
 
-	job->next = NULL;
-	job->queued_ms = util_mono_ms();
 	pthread_mutex_lock(&dbpool.mu);
-	full = dbpool.stop || dbpool.n >= DBPOOL_QUEUE_MAX;
-	if (!full) {
-		if (dbpool.tail != NULL)
-			dbpool.tail->next = job;
-		else
-			dbpool.head = job;
-		dbpool.tail = job;
-		dbpool.n++;
-		pthread_cond_signal(&dbpool.cv);
+	full = dbpool.stop || dbpool.n + dbpool.bn + n > DBPOOL_QUEUE_MAX;
+	for (i = 0; !full && i < n; i++) {
+		struct job *job = v[i];
+
+		job->next = NULL;
+		job->queued_ms = now;
+		if (job->run_batch != NULL) {
+			if (dbpool.btail != NULL)
+				dbpool.btail->next = job;
+			else
+				dbpool.bhead = job;
+			dbpool.btail = job;
+			dbpool.bn++;
+			wake |= dbpool.batches < DBPOOL_BATCHES;
+		} else {
+			if (dbpool.tail != NULL)
+				dbpool.tail->next = job;
+			else
+				dbpool.head = job;
+			dbpool.tail = job;
+			dbpool.n++;
+			wake = 1;
+		}
 	}
+	if (wake)
+		pthread_cond_signal(&dbpool.cv);
 	pthread_mutex_unlock(&dbpool.mu);
 	if (full)
 		log_warnx_ratelimited(10, "db pool: queue full, job dropped");
 	return full ? -1 : 0;
+}
+
+/* Queue a job, or leave it to the caller; see relay.h. */
+int
+dbpool_try_submit(struct job *job)
+{
+	return dbpool_try_submit_many(&job, 1);
 }
 
 /* Queue a job; see relay.h. */

@@ -7,13 +7,32 @@
  * (group.c), including the sender's other connections but not the one it
  * was sent on, which gets the ack instead (PROTOCOL §2 "Details").  The
  * sending connection is recognised by the client_id it registered before
- * the insert (deliver_expect), which is race-free against the listener.
+ * the insert (deliver_expect), which is race-free against the listener;
+ * those expectations are kept while the listener is away, for its
+ * catch-up.
  *
  * Order: notifications arrive in commit order, and seq is assigned in
  * commit order, so delivering rows as they come keeps each conversation in
  * seq order.  The last seq delivered per conversation is remembered; a row
  * at or below it is a duplicate (skipped), a row above it + 1 means
  * notifications were lost, and the gap is fetched from the table first.
+ *
+ * Exactly once per connection: every connection that was open when the
+ * listener handled seq N of a conversation got it (or the ack), and one
+ * that opened later had it committed before it opened, so "the last seq
+ * delivered" is also what each connection has been sent, with one
+ * exception: a `sync` reply reads the table and can run ahead of the
+ * listener (while it is away, or by a few milliseconds while it is
+ * behind).  The sync tells us what it queued (deliver_mark_locked); the
+ * connection keeps those seqs, per conversation, until the listener has
+ * gone past them, and the listener skips them for that connection.  So
+ * after the LISTEN connection was lost, the catch-up delivers to each
+ * connection exactly the rows it has not been sent yet, by seq per
+ * conversation: the rows after the last seq the listener delivered, minus
+ * what a sync already gave that connection, minus the sender's own.  It
+ * reads what was created since shortly before the loss (DELIVER_MARGIN_MS,
+ * on the database's clock), never before the listener first listened:
+ * rows committed before that were never live here.
  *
  * Catch-up (after the LISTEN connection was lost) and gap fills can be
  * large bursts the relay makes itself, so their frames are bulk output
@@ -27,6 +46,10 @@
  * what, in commit order; the backfill never goes past what it was handed.
  * A connection that falls RELAY_BACKFILL_LAG messages behind that way is a
  * slow consumer like any other (4030).
+ *
+ * Locks: the table of conversations is the listener's; deliver_mu guards
+ * its structure and last_seq against the sync's reads (taken inside
+ * conn->mu there, never the other way round).
  */
 #include "config.h"
 
@@ -37,9 +60,11 @@
 #include "relay.h"
 
 #define DELIVER_BUCKETS		4096
-#define DELIVER_EXPECT_MAX	256
+/* Every message a connection may have waiting in its lane, and then some. */
+#define DELIVER_EXPECT_MAX	(RELAY_LANE_MAX + 24)
 #define DELIVER_MARGIN_MS	60000	/* catch-up looks this far before the loss */
 #define DELIVER_PAGE		500
+#define DELIVER_MARK_GROW	8	/* first allocation of c->mk */
 
 struct deliver_conv {
 	char			 conv[RELAY_CONV_MAX];
@@ -48,7 +73,11 @@ struct deliver_conv {
 	struct deliver_conv	*next;
 };
 
-/* Listener thread only: no lock. */
+/*
+ * Written by the listener thread only, under deliver_mu; the listener reads
+ * without it, other threads (deliver_mark_locked) with it.
+ */
+static pthread_mutex_t		 deliver_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct deliver_conv	*deliver_tab[DELIVER_BUCKETS];
 static int			 deliver_catching_up;	/* frames are bulk */
 
@@ -60,6 +89,15 @@ deliver_hash(const char *s)
 	while (*s != '\0')
 		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
 	return (size_t)(h % DELIVER_BUCKETS);
+}
+
+/* The listener delivered conv up to seq (listener thread). */
+static void
+deliver_conv_set(struct deliver_conv *e, int64_t seq)
+{
+	pthread_mutex_lock(&deliver_mu);
+	e->last_seq = seq;
+	pthread_mutex_unlock(&deliver_mu);
 }
 
 static struct deliver_conv *
@@ -76,8 +114,10 @@ deliver_conv_get(const char *conv, int create)
 		return NULL;
 	util_strlcpy(e->conv, conv, sizeof(e->conv));
 	e->last_seq = -1;	/* unknown */
+	pthread_mutex_lock(&deliver_mu);
 	e->next = deliver_tab[b];
 	deliver_tab[b] = e;
+	pthread_mutex_unlock(&deliver_mu);
 	return e;
 }
 
@@ -88,6 +128,7 @@ deliver_fini(void)
 	struct deliver_conv	*e, *next;
 	size_t			 i;
 
+	pthread_mutex_lock(&deliver_mu);
 	for (i = 0; i < DELIVER_BUCKETS; i++) {
 		for (e = deliver_tab[i]; e != NULL; e = next) {
 			next = e->next;
@@ -95,6 +136,7 @@ deliver_fini(void)
 		}
 		deliver_tab[i] = NULL;
 	}
+	pthread_mutex_unlock(&deliver_mu);
 }
 
 /* Forget conversations idle for max_idle_ms; see relay.h. */
@@ -105,6 +147,7 @@ deliver_prune(int64_t max_idle_ms)
 	int64_t			  now = util_mono_ms();
 	size_t			  i;
 
+	pthread_mutex_lock(&deliver_mu);
 	for (i = 0; i < DELIVER_BUCKETS; i++) {
 		pp = &deliver_tab[i];
 		while ((e = *pp) != NULL) {
@@ -116,6 +159,7 @@ deliver_prune(int64_t max_idle_ms)
 			}
 		}
 	}
+	pthread_mutex_unlock(&deliver_mu);
 }
 
 /* ---------------------------------------------------------------- expectations */
@@ -128,6 +172,12 @@ deliver_take_locked(struct conn *c, const char *cid)
 	for (i = 0; i < c->nexpect; i++)
 		if (strcmp(c->expect[i].client_id, cid) == 0) {
 			c->expect[i] = c->expect[--c->nexpect];
+			if (c->nexpect == 0 && c->capexpect > 8) {
+				/* A burst is over: give its room back. */
+				free(c->expect);
+				c->expect = NULL;
+				c->capexpect = 0;
+			}
 			return 1;
 		}
 	return 0;
@@ -138,10 +188,20 @@ void
 deliver_expect(struct conn *c, const char *cid)
 {
 	pthread_mutex_lock(&c->mu);
-	if (c->expect == NULL)
-		c->expect = calloc(DELIVER_EXPECT_MAX, sizeof(*c->expect));
+	if (c->nexpect == c->capexpect && c->capexpect < DELIVER_EXPECT_MAX) {
+		/* Grown as needed: most connections send little. */
+		size_t nc = c->capexpect ? c->capexpect * 2 : 8;
+		struct conn_expect *ne;
+
+		if (nc > DELIVER_EXPECT_MAX)
+			nc = DELIVER_EXPECT_MAX;
+		if ((ne = realloc(c->expect, nc * sizeof(*ne))) != NULL) {
+			c->expect = ne;
+			c->capexpect = nc;
+		}
+	}
 	if (c->expect != NULL) {
-		if (c->nexpect == DELIVER_EXPECT_MAX) {
+		if (c->nexpect == c->capexpect) {
 			/* Forget the oldest: at worst it is echoed once. */
 			size_t i, old = 0;
 
@@ -172,6 +232,9 @@ deliver_expire(struct conn *c, int64_t now, int64_t max_age_ms)
 {
 	size_t	i;
 
+	/* While the listener is away its catch-up still needs them. */
+	if (!listen_up())
+		return;
 	pthread_mutex_lock(&c->mu);
 	for (i = 0; i < c->nexpect;)
 		if (now - c->expect[i].at_ms > max_age_ms)
@@ -232,18 +295,114 @@ deliver_bf_add(struct conn *c, const char *conv, int64_t seq)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- sync marks */
+
+/* c's mark for conv (what a sync queued ahead of the listener); mu held. */
+static struct conn_mark *
+deliver_mark_find(struct conn *c, const char *conv)
+{
+	size_t	i;
+
+	for (i = 0; i < c->nmk; i++)
+		if (strcmp(c->mk[i].conv, conv) == 0)
+			return &c->mk[i];
+	return NULL;
+}
+
+/* The listener (or the backfill) has gone past it; conn->mu held. */
+static void
+deliver_mark_remove(struct conn *c, struct conn_mark *k)
+{
+	*k = c->mk[--c->nmk];
+	if (c->nmk == 0) {
+		free(c->mk);
+		c->mk = NULL;
+		c->capmk = 0;
+	}
+}
+
+/*
+ * Raise c's mark for conv to seq; conn->mu held.  At RELAY_MARK_MAX the
+ * oldest goes (at worst that row reaches the connection twice).
+ */
+static void
+deliver_mark_raise(struct conn *c, const char *conv, int64_t seq)
+{
+	struct conn_mark	*k, *v;
+	size_t			 i, ncap;
+
+	if ((k = deliver_mark_find(c, conv)) != NULL) {
+		if (seq > k->seq)
+			k->seq = seq;
+		return;
+	}
+	if (c->nmk == c->capmk && c->capmk < RELAY_MARK_MAX) {
+		ncap = c->capmk ? c->capmk * 2 : DELIVER_MARK_GROW;
+		if (ncap > RELAY_MARK_MAX)
+			ncap = RELAY_MARK_MAX;
+		if ((v = realloc(c->mk, ncap * sizeof(*v))) != NULL) {
+			c->mk = v;
+			c->capmk = ncap;
+		}
+	}
+	if (c->nmk < c->capmk) {
+		k = &c->mk[c->nmk++];
+	} else if (c->nmk > 0) {
+		k = &c->mk[0];
+		for (i = 1; i < c->nmk; i++)
+			if (c->mk[i].at_ms < k->at_ms)
+				k = &c->mk[i];
+	} else {
+		return;		/* out of memory: at worst a duplicate */
+	}
+	util_strlcpy(k->conv, conv, sizeof(k->conv));
+	k->seq = seq;
+	k->at_ms = util_mono_ms();
+}
+
+/* A sync reply queued row m to c; see relay.h. */
+void
+deliver_mark_locked(struct conn *c, const struct deliver_row *m)
+{
+	struct conn_backfill	*b;
+	struct deliver_conv	*e;
+	int64_t			 last = -1;
+
+	if (strlen(m->conv) >= RELAY_CONV_MAX)
+		return;
+	if ((b = deliver_bf_find(c, m->conv)) == NULL || m->seq <= b->after) {
+		/*
+		 * Not owed by a backfill: only what the listener may still
+		 * deliver matters, i.e. above its last seq, and created
+		 * recently enough for a live notification or a catch-up
+		 * (which reads DELIVER_MARGIN_MS before the loss).
+		 */
+		if (m->created_ms <= listen_db_ms() - DELIVER_MARGIN_MS)
+			return;
+		pthread_mutex_lock(&deliver_mu);
+		if ((e = deliver_conv_get(m->conv, 0)) != NULL)
+			last = e->last_seq;
+		pthread_mutex_unlock(&deliver_mu);
+		if (m->seq <= last)
+			return;
+	}
+	deliver_mark_raise(c, m->conv, m->seq);
+}
+
 /* Registry read lock held: queue only. */
 static void
 deliver_to_conn(struct conn *c, void *arg)
 {
 	struct deliver_ctx	*d = arg;
 	struct conn_backfill	*b;
+	struct conn_mark	*k;
 	struct conn		**v;
+	int			 sent = 0;
 
 	pthread_mutex_lock(&c->mu);
 	if (c->state != CONN_OPEN)
 		goto out;
-	if (d->conv != NULL && (b = deliver_bf_find(c, d->conv)) != NULL) {
+	if ((b = deliver_bf_find(c, d->conv)) != NULL) {
 		/* Deferred: the backfill job brings it, in order.  A client
 		 * that reads slower than the conversation moves is a slow
 		 * consumer all the same (PROTOCOL §2): it resyncs. */
@@ -253,9 +412,17 @@ deliver_to_conn(struct conn *c, void *arg)
 			conn_close_locked(c, 4030, "slow consumer");
 		goto out;
 	}
+	if (c->nmk > 0 && (k = deliver_mark_find(c, d->conv)) != NULL) {
+		/* A sync queued up to k->seq: skip that far, then forget. */
+		sent = d->seq <= k->seq;
+		if (d->seq >= k->seq)
+			deliver_mark_remove(c, k);
+	}
 	if (c->uid == d->sender && d->client_id != NULL &&
 	    deliver_take_locked(c, d->client_id))
 		goto out;		/* the sending connection: it has the ack */
+	if (sent)
+		goto out;
 	if (d->f->bulk && d->conv != NULL && outq_bulk_full_locked(c)) {
 		if (deliver_bf_add(c, d->conv, d->seq) == -1) {
 			conn_close_locked(c, 4030, "slow consumer");
@@ -325,6 +492,7 @@ deliver_bf_page(struct deliver_bf_job *j, struct db *db)
 {
 	struct conn		*c = j->c;
 	struct conn_backfill	 cur, *b;
+	struct conn_mark	*k;
 	struct deliver_row	 m;
 	struct frame		*f;
 	const char		*v[3];
@@ -384,18 +552,23 @@ deliver_bf_page(struct deliver_bf_job *j, struct db *db)
 		}
 		f->bulk = 1;
 		pthread_mutex_lock(&c->mu);
+		k = c->nmk > 0 ? deliver_mark_find(c, cur.conv) : NULL;
 		if ((b = deliver_bf_find(c, cur.conv)) == NULL ||
 		    c->state != CONN_OPEN || outq_bulk_full_locked(c)) {
 			stopped = 1;	/* forgotten, closing, or full: loop */
 		} else if (c->uid == m.sender &&
 		    deliver_take_locked(c, m.client_id)) {
 			b->after = m.seq;	/* the sending connection */
+		} else if (k != NULL && m.seq <= k->seq) {
+			b->after = m.seq;	/* a sync queued it already */
 		} else if (outq_send_locked(c, f) == 0) {
 			b->after = m.seq;
 			queued++;
 		} else {
 			stopped = 1;
 		}
+		if (!stopped && k != NULL && b->after >= k->seq)
+			deliver_mark_remove(c, k);
 		pthread_mutex_unlock(&c->mu);
 		outq_frame_unref(f);
 	}
@@ -465,10 +638,13 @@ static void
 deliver_bf_forget_conn(struct conn *c, void *arg)
 {
 	struct conn_backfill	*b;
+	struct conn_mark	*k;
 
 	pthread_mutex_lock(&c->mu);
 	if ((b = deliver_bf_find(c, arg)) != NULL)
 		deliver_bf_remove(c, b);
+	if ((k = deliver_mark_find(c, arg)) != NULL)
+		deliver_mark_remove(c, k);
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -636,7 +812,7 @@ deliver_fill_gap(PGconn *pg, struct deliver_conv *st, int64_t before)
 			if (m.seq <= st->last_seq || m.seq >= before)
 				continue;
 			deliver_one(pg, &m, 1);
-			st->last_seq = m.seq;
+			deliver_conv_set(st, m.seq);
 		}
 		PQclear(res);
 	}
@@ -666,21 +842,26 @@ deliver_rows(PGconn *pg, PGresult *res)
 		}
 		deliver_one(pg, &m, deliver_catching_up);
 		if (st != NULL && m.seq > st->last_seq)
-			st->last_seq = m.seq;
+			deliver_conv_set(st, m.seq);
 	}
 }
 
 /* After a reconnect; see relay.h. */
 int
-deliver_catch_up(PGconn *pg, int64_t lost_at_ms)
+deliver_catch_up(PGconn *pg, int64_t lost_db_ms, int64_t first_db_ms)
 {
 	const char	*v[3];
 	char		 since[24], conv[RELAY_CONV_MAX] = "", seq[24] = "0";
 	PGresult	*res;
+	int64_t		 from;
 	int		 n, total = 0;
 
-	snprintf(since, sizeof(since), "%lld",
-	    (long long)(lost_at_ms - DELIVER_MARGIN_MS));
+	/* Rows created before the listener first listened were never live
+	 * here: a connection has them from a sync, or not at all. */
+	from = lost_db_ms - DELIVER_MARGIN_MS;
+	if (from < first_db_ms)
+		from = first_db_ms;
+	snprintf(since, sizeof(since), "%lld", (long long)from);
 	for (;;) {
 		v[0] = since;
 		v[1] = conv;

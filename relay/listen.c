@@ -15,6 +15,12 @@
  * thread reconnects with back-off and jitter, re-LISTENs, and only then
  * catches up from the table (deliver_catch_up), so nothing falls between.
  * /healthz is 503 while it is down.
+ *
+ * The catch-up selects rows by created_at, which is the database's clock,
+ * so the listener keeps that clock: read once per connection right after
+ * LISTEN and advanced with the monotonic clock (listen_db_ms).  The time
+ * of the loss and of the very first LISTEN are taken from it, never from
+ * this host's clock, which may differ from the database's by any amount.
  */
 #include "config.h"
 
@@ -28,6 +34,8 @@
 
 #include "relay.h"
 
+#define LISTEN_FETCH	"parley_relay_listen_fetch"
+
 #define LISTEN_BATCH		500
 #define LISTEN_PRUNE_MS		60000
 #define LISTEN_IDLE_MAX_MS	(60 * 60 * 1000)
@@ -39,6 +47,9 @@ static struct {
 	atomic_int	 up;
 	atomic_int	 stop;
 	char		*conninfo;
+	/* The database's clock: db_base ms (epoch) at mono_base ms. */
+	_Atomic int64_t	 db_base, mono_base;
+	_Atomic int64_t	 lost_db;	/* at the last loss; 0 before one */
 } lis = { .wake = { -1, -1 } };
 
 struct listen_note {
@@ -78,9 +89,7 @@ listen_fetch(PGconn *pg, const int64_t *ids, size_t n)
 	*p++ = '}';
 	*p = '\0';
 	v[0] = arr;
-	res = PQexecParams(pg, "SELECT " DELIVER_COLS " FROM unnest($1::bigint[])"
-	    " AS i(id) CROSS JOIN LATERAL parley.message_get(i.id) g"
-	    " ORDER BY g.conversation, g.seq", 1, NULL, v, NULL, NULL, 0);
+	res = PQexecPrepared(pg, LISTEN_FETCH, 1, v, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
 		deliver_rows(pg, res);
 	} else {
@@ -312,8 +321,9 @@ listen_loop(PGconn *pg)
 	return rc;
 }
 
+/* LISTEN, then read the database's clock (*db_ms, epoch ms).  0 / -1. */
 static int
-listen_setup(PGconn *pg)
+listen_setup(PGconn *pg, int64_t *db_ms)
 {
 	PGresult	*res;
 	int		 ok;
@@ -325,6 +335,27 @@ listen_setup(PGconn *pg)
 	if (!ok)
 		log_warnx("listener: LISTEN: %s", PQresultErrorMessage(res));
 	PQclear(res);
+	if (!ok)
+		return -1;
+	/* Prepared once per connection: planned once, not per notification. */
+	res = PQprepare(pg, LISTEN_FETCH, "SELECT " DELIVER_COLS
+	    " FROM unnest($1::bigint[]) AS i(id) CROSS JOIN LATERAL"
+	    " parley.message_get(i.id) g ORDER BY g.conversation, g.seq", 1,
+	    NULL);
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok)
+		log_warnx("listener: prepare: %s", PQresultErrorMessage(res));
+	PQclear(res);
+	if (!ok)
+		return -1;
+	res = PQexec(pg, "SELECT floor(extract(epoch FROM clock_timestamp()) "
+	    "* 1000)::bigint");
+	ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+	if (ok)
+		*db_ms = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	else
+		log_warnx("listener: clock: %s", PQresultErrorMessage(res));
+	PQclear(res);
 	return ok ? 0 : -1;
 }
 
@@ -333,7 +364,7 @@ listen_main(void *arg)
 {
 	PGconn		*pg;
 	char		 err[256];
-	int64_t		 lost_at = 0;
+	int64_t		 first_db = 0, db_ms = 0;
 	int		 ever = 0, backoff = 0, logged = 0, delay;
 	uint32_t	 r;
 
@@ -341,7 +372,7 @@ listen_main(void *arg)
 	while (!atomic_load(&lis.stop)) {
 		pg = db_connect(lis.conninfo, RELAY_PROGNAME "-listen", err,
 		    sizeof(err));
-		if (pg != NULL && listen_setup(pg) == -1) {
+		if (pg != NULL && listen_setup(pg, &db_ms) == -1) {
 			util_strlcpy(err, PQerrorMessage(pg), sizeof(err));
 			err[strcspn(err, "\r\n")] = '\0';
 			PQfinish(pg);
@@ -361,8 +392,13 @@ listen_main(void *arg)
 				break;
 			continue;
 		}
+		atomic_store(&lis.db_base, db_ms);
+		atomic_store(&lis.mono_base, util_mono_ms());
+		if (!ever)
+			first_db = db_ms;
 		group_set_valid(1);
-		if (ever && deliver_catch_up(pg, lost_at) == -1) {
+		if (ever && deliver_catch_up(pg, atomic_load(&lis.lost_db),
+		    first_db) == -1) {
 			group_set_valid(0);
 			PQfinish(pg);
 			continue;
@@ -379,9 +415,10 @@ listen_main(void *arg)
 			log_warnx("listener: connection lost: %s; reconnecting",
 			    err);
 		}
+		atomic_store(&lis.lost_db, atomic_load(&lis.db_base) +
+		    util_mono_ms() - atomic_load(&lis.mono_base));
 		atomic_store(&lis.up, 0);
 		group_set_valid(0);
-		lost_at = util_now_ms();
 		PQfinish(pg);
 	}
 	return NULL;
@@ -429,4 +466,14 @@ int
 listen_up(void)
 {
 	return atomic_load(&lis.up);
+}
+
+/* The database's clock as the listener knows it; see relay.h. */
+int64_t
+listen_db_ms(void)
+{
+	if (!atomic_load(&lis.up))
+		return atomic_load(&lis.lost_db);
+	return atomic_load(&lis.db_base) + util_mono_ms() -
+	    atomic_load(&lis.mono_base);
 }

@@ -12,6 +12,7 @@ relay_parley_relay_SOURCES = \
 	relay/auth.c \
 	relay/outq.c \
 	relay/cmd.c \
+	relay/post.c \
 	relay/convo.c \
 	relay/member.c \
 	relay/presence.c \

@@ -48,6 +48,12 @@ static const struct {
 	[M_PARKED] = { "parley_relay_bulk_waits_total",
 	    "times bulk output (sync, history, lists, catch-up) waited for "
 	    "a client to read" },
+	[M_POST_BATCHES] = { "parley_relay_message_batches_total",
+	    "transactions that stored two or more messages (group commit)" },
+	[M_POST_BATCHED] = { "parley_relay_message_batched_total",
+	    "messages stored in those transactions" },
+	[M_POST_SPLITS] = { "parley_relay_message_batch_splits_total",
+	    "batches that failed as a whole and were stored one by one" },
 };
 
 static const char *const metrics_err_codes[] = {

@@ -4,13 +4,20 @@
  * One thread with its own database connection keeps this relay's rows:
  * parley.relay_register at start, one parley.connection_open /
  * connection_remove per authenticated connection, in the order they
- * happened (a single queue, so a remove never overtakes its add),
- * parley.relay_heartbeat every WS_HEARTBEAT_INTERVAL, and
- * parley.sweep_stale_relays(3 x WS_HEARTBEAT_INTERVAL) so that the rows of
- * a relay that died go, which the schema's trigger turns into
- * parley_presence notifications.  (sweep_stale_relays does not count the
- * time the database itself was down: after a restart the relays get three
- * intervals to beat again before anyone is swept.)  The listener
+ * happened (a single queue, so a remove never overtakes its add), and
+ * every half WS_HEARTBEAT_INTERVAL parley.relay_heartbeat and
+ * parley.sweep_stale_relays(2 x WS_HEARTBEAT_INTERVAL), so that the rows
+ * of a relay that died go, which the schema's trigger turns into
+ * parley_presence notifications.  The bound (PROTOCOL §2: a dead relay's
+ * users go offline within 3 intervals): its last heartbeat is at most the
+ * moment it died, it is stale 2 intervals later, and the next sweep by
+ * any live relay comes at most half an interval after that.  A live relay
+ * is swept only when it has not beaten for 2 intervals, i.e. its beats
+ * are 1.5 intervals late; a long queue of connection rows does not delay
+ * them (a beat that falls due is run between two rows).
+ * (sweep_stale_relays does not count the time the database itself was
+ * down: after a restart the relays get two intervals to beat again before
+ * anyone is swept.)  The listener
  * (listen.c) hands those to presence_notify, which sends `presence` events
  * to this relay's connections (every user with PARLEY_PRESENCE_SCOPE=all,
  * the user's contacts with `contacts`).
@@ -44,6 +51,9 @@
 #define PRESENCE_QUEUE_MAX	100000
 #define PRESENCE_RETRY_MS	1000
 #define PRESENCE_BYE_MS		1000	/* unregister at exit, at most */
+/* Beat and sweep every half heartbeat interval; stale after two. */
+#define PRESENCE_BEAT_MS(hb)	((hb) / 2)
+#define PRESENCE_STALE_MS(hb)	(2 * (hb))
 
 enum presence_kind { PRESENCE_ADD, PRESENCE_DEL };
 
@@ -324,7 +334,7 @@ presence_beat(int64_t heartbeat_ms)
 		return -1;
 	}
 	snprintf(stale, sizeof(stale), "%lld milliseconds",
-	    (long long)(3 * heartbeat_ms));
+	    (long long)PRESENCE_STALE_MS(heartbeat_ms));
 	v[0] = stale;
 	if (dbpool_exec(&pr.db, STMT_SWEEP, 1, v, &res) == DB_OK &&
 	    PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "0") != 0)
@@ -397,7 +407,7 @@ presence_main(void *arg)
 			if (registered)
 				ever = 1;
 			atomic_store(&pr.up, registered);
-			next_beat = util_mono_ms() + hb;
+			next_beat = util_mono_ms() + PRESENCE_BEAT_MS(hb);
 			pthread_mutex_lock(&pr.mu);
 			if (!registered) {
 				clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -440,13 +450,18 @@ presence_main(void *arg)
 		pthread_mutex_unlock(&pr.mu);
 
 		rc = DB_OK;
-		for (op = ops; op != NULL && rc == DB_OK; op = op->next)
+		for (op = ops; rc == DB_OK; op = op->next) {
+			/* A beat that falls due goes between two rows. */
+			if (util_mono_ms() >= next_beat) {
+				rc = presence_beat(hb) == 0 ? DB_OK :
+				    DB_UNAVAILABLE;
+				next_beat = util_mono_ms() + PRESENCE_BEAT_MS(hb);
+			}
+			if (op == NULL || rc != DB_OK)
+				break;
 			rc = presence_exec(op);
-		presence_release(ops);
-		if (rc == DB_OK && util_mono_ms() >= next_beat) {
-			rc = presence_beat(hb) == 0 ? DB_OK : DB_UNAVAILABLE;
-			next_beat = util_mono_ms() + hb;
 		}
+		presence_release(ops);
 		if (rc != DB_OK) {
 			registered = 0;
 			atomic_store(&pr.up, 0);

@@ -24,7 +24,8 @@
  *   main              signals: SIGTERM drains, SIGHUP reloads (main.c).
  *
  * Lock order: registry (conn.c) -> group cache (group.c) -> conn->mu ->
- * writer->mu.  Nothing holding conn->mu takes the registry lock.
+ * writer->mu, and conn->mu -> deliver.c's table lock (deliver_mu, held
+ * for a lookup only).  Nothing holding conn->mu takes the registry lock.
  */
 #ifndef PARLEY_RELAY_H
 #define PARLEY_RELAY_H
@@ -63,6 +64,7 @@ struct job;
 #define RELAY_LANE_BYTES	(4 << 20)	/* their bodies, bytes */
 #define RELAY_BACKFILL_MAX	256	/* conversations deferred per connection */
 #define RELAY_BACKFILL_LAG	20000	/* messages a deferred one may lag: 4030 */
+#define RELAY_MARK_MAX		256	/* conversations a sync ran ahead in */
 
 /* ------------------------------------------------------------ rcfg.c */
 
@@ -131,6 +133,9 @@ enum metrics_ctr {
 	M_DB_RECONNECTS,
 	M_DEFERRED,		/* catch-up deliveries deferred (deliver.c) */
 	M_PARKED,		/* jobs parked for bulk output to drain */
+	M_POST_BATCHES,		/* group commits of 2 or more messages */
+	M_POST_BATCHED,		/* messages in them */
+	M_POST_SPLITS,		/* batches stored one by one instead */
 	M__COUNT
 };
 
@@ -256,6 +261,16 @@ struct conn_backfill {
 	int64_t		 upto;		/* handed over by the listener up to */
 };
 
+/*
+ * A conversation in which a sync reply queued rows the listener has not
+ * delivered yet (deliver.c): it skips them for this connection.
+ */
+struct conn_mark {
+	char		 conv[RELAY_CONV_MAX];
+	int64_t		 seq;		/* queued up to this seq */
+	int64_t		 at_ms;		/* monotonic, the oldest goes first */
+};
+
 struct cmd_job;
 
 struct conn {
@@ -299,7 +314,7 @@ struct conn {
 	int			 expiring_sent;
 	int64_t			 next_ping_ms;	/* monotonic */
 	struct conn_expect	*expect;
-	size_t			 nexpect;
+	size_t			 nexpect, capexpect;
 	struct job		*parked;	/* waiting for bulk output to drain */
 	/* The command lane (cmd.c): jobs waiting behind the running one. */
 	struct cmd_job		*lane_head, *lane_tail;
@@ -309,6 +324,9 @@ struct conn {
 	struct conn_backfill	*bf;
 	size_t			 nbf;
 	int			 bf_job;	/* a backfill job exists */
+	/* What sync replies queued ahead of the listener (deliver.c). */
+	struct conn_mark	*mk;
+	size_t			 nmk, capmk;
 
 	/* Reader thread only (ws.c, cmd.c). */
 	char			*frag;		/* fragmented message so far */
@@ -404,12 +422,21 @@ struct job {
 	struct job	*next;		/* pool queue, lane or parked list */
 	void		(*run)(struct job *, struct db *);
 	void		(*drop)(struct job *);
+	/*
+	 * Group commit: when set, the pool may hand this job to a worker
+	 * together with the other jobs waiting that have the same run_batch
+	 * (in submission order, up to DBPOOL_BATCH_MAX jobs or
+	 * DBPOOL_BATCH_BYTES of `cost`), instead of calling run.
+	 */
+	void		(*run_batch)(struct job **, size_t, struct db *);
+	size_t		 cost;		/* bytes, for batch limits */
 	int64_t		 queued_ms;
 };
 
 /* Prepared statement names (dbpool.c defines the SQL). */
 #define STMT_SESSION	"parley_relay_session"
 #define STMT_POST	"parley_relay_post"
+#define STMT_POST_BATCH	"parley_relay_post_batch"
 #define STMT_HISTORY	"parley_relay_history"
 #define STMT_SYNC	"parley_relay_sync"
 #define STMT_CONVS	"parley_relay_convs"
@@ -435,6 +462,8 @@ void	dbpool_stop(void);
 void	dbpool_submit(struct job *);
 /* Queue a job: 0, or -1 (full or stopping) leaving the job to the caller. */
 int	dbpool_try_submit(struct job *);
+/* Queue n jobs in order, all or none: 0, or -1 leaving them to the caller. */
+int	dbpool_try_submit_many(struct job **, size_t n);
 /* Timed statement execution with metrics; same contract as db_exec. */
 int	dbpool_exec(struct db *, const char *stmt, int nparams,
 	    const char *const *values, PGresult **res);
@@ -446,9 +475,10 @@ int	dbpool_healthy(void);
 /*
  * One frame from civetweb's data handler (RFC 6455 §5): enforces what
  * civetweb does not (RSV bits, reserved opcodes, control-frame rules,
- * continuation order, UTF-8, the size limit), answers pings and close
- * frames, and hands complete text messages to cmd_message.  Returns 1 to
- * keep reading, 0 to let civetweb close the socket.
+ * continuation order, UTF-8, the size limit, at most 16 empty fragments
+ * per message, counted in conn->frag_on), answers pings and close frames,
+ * and hands complete text messages to cmd_message.  Returns 1 to keep
+ * reading, 0 to let civetweb close the socket.
  */
 int	ws_frame(struct conn *, int bits, const char *data, size_t len);
 
@@ -554,9 +584,20 @@ int	cmd_job_reply(struct cmd_job *, json_t *);
 void	cmd_job_dberr(struct cmd_job *, struct db *, int rc);
 /* The job's ref, or NULL. */
 const char *cmd_job_ref(const struct cmd_job *);
+/*
+ * The PROTOCOL §2 error code for a schema SQLSTATE (PA400 -> bad_request
+ * ...; "internal" for anything else), with a message for the client.
+ */
+const char *cmd_sql_error(const char *sqlstate, const char **msg);
 /* Queue {"type":"error","ref","code","message"}. */
 void	cmd_error(struct conn *, const char *ref, const char *code,
 	    const char *message);
+
+/* ------------------------------------------------------------ post.c */
+
+/* Commands: private_message, group_message (stored, then acked). */
+void	post_private_message(struct conn *, json_t *, const char *ref);
+void	post_group_message(struct conn *, json_t *, const char *ref);
 
 /* ------------------------------------------------------------ convo.c */
 
@@ -657,20 +698,33 @@ json_t	*deliver_event(const struct deliver_row *);
  * Deliver message rows (DELIVER_COLS) in result order, which must
  * be seq order within each conversation.  Runs on the listener thread.
  * Skips rows at or below the last seq delivered in their conversation and
- * fills gaps first.
+ * fills gaps first; to each connection, delivers only rows above what a
+ * sync reply already queued to it (deliver_mark_locked).
  */
 void	deliver_rows(PGconn *, PGresult *);
+/*
+ * c->mu held, any thread: a `sync` reply has just queued row m to c.
+ * Remembered (up to RELAY_MARK_MAX conversations per connection, only
+ * while the listener may still deliver that row) so that no live,
+ * catch-up or deferred delivery sends it to c again.
+ */
+void	deliver_mark_locked(struct conn *, const struct deliver_row *m);
 /* Remember/forget that `c` sent client_id (its own copy is not delivered). */
 void	deliver_expect(struct conn *, const char *client_id);
 void	deliver_unexpect(struct conn *, const char *client_id);
-/* Drop expectations older than max_age_ms (timer). */
+/*
+ * Drop expectations older than max_age_ms (timer); none while the
+ * listener is down (its catch-up still needs them).
+ */
 void	deliver_expire(struct conn *, int64_t now_ms, int64_t max_age_ms);
 /*
- * After the listener reconnected: deliver what was committed meanwhile
- * (messages created since lost_at_ms minus a margin, by conversation and
- * seq).  0, or -1 when the connection failed.
+ * After the listener reconnected: deliver what was committed meanwhile,
+ * by conversation and seq, to each connection only what it has not been
+ * sent: messages created since lost_db_ms minus a margin, never before
+ * first_db_ms (the first LISTEN; both the database's clock, epoch ms).
+ * 0, or -1 when the connection failed.
  */
-int	deliver_catch_up(PGconn *, int64_t lost_at_ms);
+int	deliver_catch_up(PGconn *, int64_t lost_db_ms, int64_t first_db_ms);
 /* Forget conversations idle for max_idle_ms. */
 void	deliver_prune(int64_t max_idle_ms);
 /* Queue a JSON object to every connection of a user (listener thread). */
@@ -685,8 +739,14 @@ void	deliver_backfill_forget(int64_t uid, const char *conv);
 
 int	listen_start(const char *conninfo);
 void	listen_stop(void);
-/* Is the LISTEN connection up? */
+/* Is the LISTEN connection up (and caught up)? */
 int	listen_up(void);
+/*
+ * The database's clock, epoch ms, as the listener knows it: read at each
+ * connect and advanced with the monotonic clock while up; while down, the
+ * moment the connection was lost; 0 before the first connection.
+ */
+int64_t	listen_db_ms(void);
 
 /* ------------------------------------------------------------ timer.c */
 

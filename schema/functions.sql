@@ -55,11 +55,13 @@ $$;
 COMMENT ON FUNCTION parley.password_matches(text, text) IS
     'Does p_password match crypt(3) hash p_hash?';
 
--- Check that p_user may use conversation p_conversation and split it up.
--- Raises PA400 (syntax), PA403 (not a participant / member), PA404 (no such
--- user or group).
-CREATE OR REPLACE FUNCTION parley.conversation_check(p_user bigint, p_conversation text,
-    OUT group_id bigint, OUT dm_low bigint, OUT dm_high bigint)
+-- May p_user use conversation p_conversation?  conversation_access answers
+-- (error NULL, or PA400 syntax, PA403 not a participant / member, PA404 no
+-- such user or group) with the conversation split up; conversation_check
+-- raises that SQLSTATE instead.  The answering form lets post_messages check
+-- a whole batch without a subtransaction per message.
+CREATE OR REPLACE FUNCTION parley.conversation_access(p_user bigint, p_conversation text,
+    OUT error text, OUT group_id bigint, OUT dm_low bigint, OUT dm_high bigint)
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
@@ -70,14 +72,11 @@ BEGIN
         dm_low := m[1]::bigint;
         dm_high := m[2]::bigint;
         IF dm_low >= dm_high THEN
-            RAISE EXCEPTION 'a direct conversation is dm:<lower user id>:<higher user id>'
-                USING ERRCODE = 'PA400';
-        END IF;
-        IF p_user IS NULL OR p_user NOT IN (dm_low, dm_high) THEN
-            RAISE EXCEPTION 'not a participant of %', p_conversation USING ERRCODE = 'PA403';
-        END IF;
-        IF (SELECT count(*) FROM parley.users u WHERE u.id IN (dm_low, dm_high)) <> 2 THEN
-            RAISE EXCEPTION 'no such user' USING ERRCODE = 'PA404';
+            error := 'PA400';
+        ELSIF p_user IS NULL OR p_user NOT IN (dm_low, dm_high) THEN
+            error := 'PA403';
+        ELSIF (SELECT count(*) FROM parley.users u WHERE u.id IN (dm_low, dm_high)) <> 2 THEN
+            error := 'PA404';
         END IF;
         RETURN;
     END IF;
@@ -87,13 +86,51 @@ BEGIN
         IF p_user IS NOT NULL AND parley.is_member(group_id, p_user) THEN
             RETURN;
         END IF;
-        IF NOT EXISTS (SELECT 1 FROM parley.groups g WHERE g.id = conversation_check.group_id) THEN
+        IF NOT EXISTS (SELECT 1 FROM parley.groups g WHERE g.id = conversation_access.group_id) THEN
+            error := 'PA404';
+        ELSE
+            error := 'PA403';
+        END IF;
+        RETURN;
+    END IF;
+    error := 'PA400';
+END
+$$;
+COMMENT ON FUNCTION parley.conversation_access(bigint, text) IS
+    'Parse conversation p_conversation and say whether p_user may use it: error NULL, or PA400/PA403/PA404';
+
+CREATE OR REPLACE FUNCTION parley.conversation_check(p_user bigint, p_conversation text,
+    OUT group_id bigint, OUT dm_low bigint, OUT dm_high bigint)
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    a record;
+BEGIN
+    a := parley.conversation_access(p_user, p_conversation);
+    group_id := a.group_id;
+    dm_low := a.dm_low;
+    dm_high := a.dm_high;
+    CASE a.error
+    WHEN 'PA400' THEN
+        IF a.dm_low IS NOT NULL THEN
+            RAISE EXCEPTION 'a direct conversation is dm:<lower user id>:<higher user id>'
+                USING ERRCODE = 'PA400';
+        END IF;
+        RAISE EXCEPTION 'a conversation is dm:<low user id>:<high user id> or group:<group id>'
+            USING ERRCODE = 'PA400';
+    WHEN 'PA403' THEN
+        IF a.group_id IS NOT NULL THEN
+            RAISE EXCEPTION 'not a member of group %', a.group_id USING ERRCODE = 'PA403';
+        END IF;
+        RAISE EXCEPTION 'not a participant of %', p_conversation USING ERRCODE = 'PA403';
+    WHEN 'PA404' THEN
+        IF a.group_id IS NOT NULL THEN
             RAISE EXCEPTION 'no such group' USING ERRCODE = 'PA404';
         END IF;
-        RAISE EXCEPTION 'not a member of group %', group_id USING ERRCODE = 'PA403';
-    END IF;
-    RAISE EXCEPTION 'a conversation is dm:<low user id>:<high user id> or group:<group id>'
-        USING ERRCODE = 'PA400';
+        RAISE EXCEPTION 'no such user' USING ERRCODE = 'PA404';
+    ELSE
+        NULL;
+    END CASE;
 END
 $$;
 COMMENT ON FUNCTION parley.conversation_check(bigint, text) IS
@@ -297,6 +334,140 @@ END
 $$;
 COMMENT ON FUNCTION parley.post_message(bigint, text, text, text) IS
     'Store a message with the next seq of its conversation and notify parley_message; a repeated client_id returns the original (duplicate = true)';
+
+-- Group commit: many post_message calls in one transaction, for the relay
+-- to store every message waiting at a moment with one commit (one WAL flush,
+-- one pass through NOTIFY's commit lock).  p_batch is a JSON array of
+-- {"s": sender, "c": conversation, "b": body, "k": client_id}; the result has
+-- a row per element, by its 1-based position (ord), with what post_message
+-- would have returned, or error = the SQLSTATE post_message would have
+-- raised (PA400, PA403, PA404, PA413) for that element alone: one bad
+-- message does not fail the others.  Elements are handled as if posted one
+-- after another in array order: seq follows it within a conversation, and a
+-- client_id repeated inside the batch is a duplicate of its first copy.
+-- The counter rows are locked in conversation order, so batches never
+-- deadlock each other.  Anything else (a client_id committed concurrently by
+-- another transaction: 23505) fails the whole call; the caller then posts
+-- the elements one by one with post_message.
+CREATE OR REPLACE FUNCTION parley.post_messages(p_batch json)
+RETURNS TABLE (ord integer, id bigint, seq bigint, created_at timestamptz,
+               duplicate boolean, error text)
+LANGUAGE plpgsql VOLATILE
+-- The statements below take arrays, whatever their size: planning them
+-- anew for each call would cost more than running them (measured: a batch
+-- of one 1.26 -> 0.81 ms).
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+DECLARE
+    a_s   bigint[];
+    a_c   text[];
+    a_b   text[];
+    a_k   text[];
+    a_e   text[];
+    i_id  bigint[];
+    i_c   text[];
+    i_seq bigint[];
+    k     record;
+    r     record;
+BEGIN
+    IF p_batch IS NULL OR json_typeof(p_batch) <> 'array' THEN
+        RAISE EXCEPTION 'a batch is a JSON array' USING ERRCODE = 'PA400';
+    END IF;
+    SELECT array_agg(x.s ORDER BY x.o), array_agg(x.c ORDER BY x.o),
+           array_agg(x.b ORDER BY x.o), array_agg(x.k ORDER BY x.o)
+      INTO a_s, a_c, a_b, a_k
+      FROM ROWS FROM (json_to_recordset(p_batch) AS (s bigint, c text, b text, k text))
+           WITH ORDINALITY AS x(s, c, b, k, o);
+    IF a_s IS NULL THEN
+        RETURN;
+    END IF;
+
+    -- What each element would meet, in post_message's order of checks:
+    -- arguments, an earlier copy (stored or in this batch), size, access.
+    WITH u AS (
+        SELECT u.s, u.c, u.b, u.k, u.o,
+               row_number() OVER (PARTITION BY u.s, u.k ORDER BY u.o) AS copy
+          FROM unnest(a_s, a_c, a_b, a_k) WITH ORDINALITY AS u(s, c, b, k, o)
+    ), acc AS (
+        SELECT p.s, p.c, (parley.conversation_access(p.s, p.c)).error AS e
+          FROM (SELECT DISTINCT u.s, u.c FROM u
+                 WHERE u.s IS NOT NULL AND u.c IS NOT NULL) p
+    )
+    SELECT array_agg(CASE
+               WHEN u.s IS NULL OR u.c IS NULL OR u.b IS NULL OR u.k IS NULL
+                    OR octet_length(u.k) NOT BETWEEN 1 AND 64 THEN 'PA400'
+               WHEN u.copy > 1 OR EXISTS (SELECT 1 FROM parley.messages m
+                                  WHERE m.sender_id = u.s AND m.client_id = u.k) THEN 'dup'
+               WHEN octet_length(u.b) > 65536 THEN 'PA413'
+               ELSE acc.e END ORDER BY u.o)
+      INTO a_e
+      FROM u LEFT JOIN acc ON acc.s = u.s AND acc.c = u.c;
+
+    -- First message of a conversation: create its counter row (rare).
+    FOR r IN SELECT DISTINCT ON (u.c) u.c, u.s
+               FROM unnest(a_s, a_c, a_e) AS u(s, c, e)
+              WHERE u.e IS NULL
+                AND NOT EXISTS (SELECT 1 FROM parley.conversations k WHERE k.id = u.c)
+    LOOP
+        k := parley.conversation_check(r.s, r.c);
+        INSERT INTO parley.conversations AS q (id, group_id, dm_low, dm_high)
+        VALUES (r.c, k.group_id, k.dm_low, k.dm_high)
+        ON CONFLICT (id) DO NOTHING;
+    END LOOP;
+
+    -- Lock the counters in a fixed order, then take seq numbers for all.
+    PERFORM 1 FROM parley.conversations q
+      WHERE q.id IN (SELECT u.c FROM unnest(a_c, a_e) AS u(c, e) WHERE u.e IS NULL)
+      ORDER BY q.id FOR NO KEY UPDATE;
+
+    WITH v AS (
+        SELECT u.s, u.c, u.b, u.k, u.o
+          FROM unnest(a_s, a_c, a_b, a_k, a_e) WITH ORDINALITY AS u(s, c, b, k, e, o)
+         WHERE u.e IS NULL
+    ), n AS (
+        SELECT v.c, count(*) AS cnt FROM v GROUP BY v.c
+    ), up AS (
+        UPDATE parley.conversations q SET last_seq = q.last_seq + n.cnt
+          FROM n WHERE q.id = n.c
+        RETURNING q.id, q.last_seq - n.cnt AS base
+    ), ins AS (
+        INSERT INTO parley.messages AS m (conversation, seq, sender_id, body, client_id)
+        SELECT v.c, up.base + row_number() OVER (PARTITION BY v.c ORDER BY v.o),
+               v.s, v.b, v.k
+          FROM v JOIN up ON up.id = v.c
+         ORDER BY v.o
+        RETURNING m.id, m.conversation, m.seq
+    )
+    SELECT array_agg(ins.id ORDER BY ins.id), array_agg(ins.conversation ORDER BY ins.id),
+           array_agg(ins.seq ORDER BY ins.id)
+      INTO i_id, i_c, i_seq
+      FROM ins;
+
+    PERFORM pg_notify('parley_message',
+                '{"id":' || x.id || ',"conversation":' || to_json(x.c)::text
+                || ',"seq":' || x.seq || '}')
+       FROM unnest(i_id, i_c, i_seq) AS x(id, c, seq);
+
+    -- This statement sees the rows just inserted: a copy repeated inside
+    -- the batch finds its first one.
+    RETURN QUERY
+    SELECT u.o::integer, m.id, m.seq, m.created_at,
+           u.e IS NOT DISTINCT FROM 'dup' AND m.id IS NOT NULL,
+           CASE WHEN m.id IS NOT NULL THEN NULL
+                WHEN u.e = 'dup' THEN (SELECT f.e FROM unnest(a_s, a_k, a_e)
+                                          WITH ORDINALITY AS f(s, k, e, o)
+                                        WHERE f.s = u.s AND f.k = u.k
+                                        ORDER BY f.o LIMIT 1)
+                ELSE u.e END
+      FROM unnest(a_s, a_k, a_e) WITH ORDINALITY AS u(s, k, e, o)
+      LEFT JOIN parley.messages m
+             ON (u.e IS NULL OR u.e = 'dup') AND m.sender_id = u.s AND m.client_id = u.k
+     ORDER BY u.o;
+END
+$$;
+COMMENT ON FUNCTION parley.post_messages(json) IS
+    'post_message for a JSON array of {s,c,b,k} in one transaction (group commit); a row per element, error = SQLSTATE for elements refused';
 
 CREATE OR REPLACE FUNCTION parley.message_get(p_id bigint)
 RETURNS TABLE (id bigint, conversation text, seq bigint, sender_id bigint, sender_name text,

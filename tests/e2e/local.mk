@@ -50,6 +50,13 @@ TESTS += tests/e2e/relay-commands.test.mjs
 EXTRA_DIST += tests/e2e/relay-commands.test.mjs
 TESTS += tests/e2e/relay-flow.test.mjs
 EXTRA_DIST += tests/e2e/relay-flow.test.mjs
+# What a catch-up after a lost LISTEN connection delivers: to each
+# connection exactly what it was not sent (relay/deliver.c).
+TESTS += tests/e2e/relay-catchup.test.mjs
+EXTRA_DIST += tests/e2e/relay-catchup.test.mjs
+# The presence sweep of dead relays and its bound (relay/presence.c).
+TESTS += tests/e2e/relay-presence-sweep.test.mjs
+EXTRA_DIST += tests/e2e/relay-presence-sweep.test.mjs
 # The relay behind nginx as deployed (contrib/nginx/parley.conf via
 # tests/lib/web.mjs), with parley-token behind the same nginx.
 TESTS += tests/e2e/relay-nginx.test.mjs

@@ -3,13 +3,14 @@
 // messages with the ack only after COMMIT, the idempotent retry, delivery to
 // every connection of the recipients and the sender's other connections
 // (not the sending one), seq order, one sender's messages committed in send
-// order, membership enforced and removed live, the rate limit
+// order, many senders sharing commits (group commit) with each message
+// answered on its own, membership enforced and removed live, the rate limit
 // (rate_limited, then 4029), and too_large.
 
 import { test, before, after } from 'node:test';
 import {
   assert, skipReason, setupDatabase, writeHmacKey, makeUser, mint, startRelay,
-  Client, tmpDir, waitFor,
+  Client, tmpDir, waitFor, metric,
 } from './relay-helpers.mjs';
 
 const skip = skipReason() || false;
@@ -246,6 +247,83 @@ test('one sender, 200 messages back-to-back: acks, seqs and delivery in send ord
     const g2 = await ca.next((m) => m.ref === 'g2');
     assert.deepEqual([g2.type, g2.code], ['error', 'forbidden']);
     for (const c of [ca, ca2, cb])
+      c.close();
+  } finally {
+    await r.stop();
+  }
+});
+
+test('many senders at once share commits (group commit), and each message is answered on its own', { skip }, async () => {
+  const r = await startRelay({ pg, key, name: 'relay-msg-batch', env: { PARLEY_RATE: '1000/s' } });
+  try {
+    const N = 24;
+    const K = 5;
+    const users = [];
+    for (let i = 0; i < N; i++)
+      users.push(await makeUser(pg, 'gc'));
+    const outsider = await makeUser(pg, 'gc-out');
+    const gid = Number(await pg.psql(`SELECT parley.create_group('gc${process.pid}', 'private')`));
+    for (const u of users)
+      await pg.psql(`SELECT parley.add_member(${gid}, ${u.id})`);
+    const on = async (u) => Client.connect(r.url, await mint(key, u));
+    const conns = await Promise.all(users.map(on));
+    const out = await on(outsider);
+    const twin = await on(users[0]);	// a second connection of users[0]
+    const before = metric((await r.http('/metrics')).body, 'parley_relay_message_batches_total');
+
+    // Everything at once, nobody waiting for an ack: group messages, a
+    // refused one in the middle of each burst, an unknown recipient, and the
+    // same client_id from two connections of one user.
+    for (let i = 0; i < N; i++)
+      for (let k = 0; k < K; k++) {
+        conns[i].send({ type: 'group_message', group: gid, body: `m ${i}.${k}`, client_id: `gc-${i}-${k}`, ref: `r-${i}-${k}` });
+        if (k === 2)
+          conns[i].send({ type: 'private_message', to: 987654321, body: 'nobody', client_id: `gc-nobody-${i}`, ref: `nobody-${i}` });
+      }
+    out.send({ type: 'group_message', group: gid, body: 'let me in', client_id: 'gc-out', ref: 'out' });
+    conns[0].send({ type: 'group_message', group: gid, body: 'twin', client_id: 'gc-twin', ref: 'twin-a' });
+    twin.send({ type: 'group_message', group: gid, body: 'twin', client_id: 'gc-twin', ref: 'twin-b' });
+
+    const acks = new Map();
+    for (let i = 0; i < N; i++) {
+      for (let k = 0; k < K; k++) {
+        const m = await conns[i].next((x) => x.ref === `r-${i}-${k}`, { timeoutMs: 20000 });
+        assert.equal(m.type, 'ack', JSON.stringify(m));
+        assert.equal(m.client_id, `gc-${i}-${k}`);
+        acks.set(m.client_id, m);
+      }
+      const e = await conns[i].next((x) => x.ref === `nobody-${i}`, { timeoutMs: 20000 });
+      assert.deepEqual([e.type, e.code], ['error', 'not_found'], JSON.stringify(e));
+    }
+    const o = await out.next((x) => x.ref === 'out', { timeoutMs: 20000 });
+    assert.deepEqual([o.type, o.code], ['error', 'forbidden']);
+    const ta = await conns[0].next((x) => x.ref === 'twin-a', { timeoutMs: 20000 });
+    const tb = await twin.next((x) => x.ref === 'twin-b', { timeoutMs: 20000 });
+    assert.deepEqual([ta.type, tb.type], ['ack', 'ack']);
+    assert.deepEqual([tb.id, tb.seq], [ta.id, ta.seq], 'one message, acked twice');
+
+    // Gapless seq 1..N*K+1, each sender's messages in its send order.
+    const seqs = [...acks.values()].map((m) => m.seq).concat(ta.seq).sort((x, y) => x - y);
+    assert.deepEqual(seqs, Array.from({ length: N * K + 1 }, (_, i) => i + 1));
+    for (let i = 0; i < N; i++)
+      for (let k = 1; k < K; k++)
+        assert.ok(acks.get(`gc-${i}-${k}`).seq > acks.get(`gc-${i}-${k - 1}`).seq, `sender ${i} order`);
+    assert.equal(await pg.psql(`SELECT count(*) FROM parley.messages WHERE conversation = 'group:${gid}'`), String(N * K + 1));
+
+    // Every member receives every other member's messages once, in seq order.
+    for (const i of [1, N - 1]) {
+      const got = [];
+      const want = N * K + 1 - K;	// all but its own
+      for (let n = 0; n < want; n++)
+        got.push(await conns[i].next('group_message', { timeoutMs: 20000 }));
+      assert.deepEqual(got.map((m) => m.seq), [...got.map((m) => m.seq)].sort((x, y) => x - y));
+      assert.equal(new Set(got.map((m) => m.id)).size, want);
+      assert.ok(got.every((m) => m.from.id !== users[i].id));
+      await conns[i].none('group_message', 100);
+    }
+    const after = metric((await r.http('/metrics')).body, 'parley_relay_message_batches_total');
+    assert.ok(after > before, `messages were stored in shared transactions (batches ${before} -> ${after})`);
+    for (const c of [...conns, out, twin])
       c.close();
   } finally {
     await r.stop();

@@ -1,7 +1,7 @@
 // tests/e2e/schema.test.mjs: the parley schema against a real PostgreSQL.
 //
 // Installing and re-installing, the administration functions, passwords,
-// login with throttling, sessions, post_message (gapless seq under
+// login with throttling, sessions, post_message and post_messages (gapless seq under
 // concurrency, retries, refusals), the notifications, cluster presence,
 // the demo data, and the README's worked example of an integrator
 // redefining the lookups, run verbatim.
@@ -440,6 +440,99 @@ test('post_message refuses what it must, with parley SQLSTATEs, and writes nothi
   // Exactly 64 KiB is fine, and the DM participants are the two users.
   assert.equal(await pg.psql(`SELECT seq FROM parley.post_message(${stranger}, 'dm:${lo}:${hi}', repeat('é', 32768), 'gate-9')`), '1');
   assert.equal(await pg.psql(`SELECT string_agg(x::text, ',' ORDER BY x) FROM parley.conversation_recipients('dm:${lo}:${hi}') x`), `${lo},${hi}`);
+});
+
+// post_messages (group commit): the JSON element for one message.
+const el = (s, c, b, k) => ({ s, c, b, k });
+
+test('post_messages: one transaction answers each message as post_message would, refusals included', { skip }, async () => {
+  const owner = await createUser('batch-owner');
+  const stranger = await createUser('batch-stranger');
+  const g = Number(await pg.psql("SELECT parley.create_group('Batch room', 'private')"));
+  await pg.psql(`SELECT parley.add_member(${g}, ${owner}, 'owner')`);
+  const lo = Math.min(owner, stranger);
+  const hi = Math.max(owner, stranger);
+  const dm = `dm:${lo}:${hi}`;
+  const [storedId] = (await pg.psql(`SELECT id FROM parley.post_message(${owner}, 'group:${g}', 'before', 'b-old')`)).split('|');
+  const batch = [
+    el(owner, `group:${g}`, 'first', 'b-1'),
+    el(stranger, `group:${g}`, 'let me in', 'b-2'),		// PA403
+    el(owner, dm, 'hello', 'b-3'),				// new conversation
+    el(owner, `group:${g}`, 'second', 'b-4'),
+    el(owner, `group:${g}`, 'first, sent again', 'b-1'),	// duplicate inside the batch
+    el(owner, `group:${g}`, 'before, sent again', 'b-old'),	// duplicate of a stored one
+    el(owner, 'group:987654321', 'x', 'b-5'),			// PA404
+    el(owner, `dm:${hi}:${lo}`, 'x', 'b-6'),			// PA400
+    el(owner, dm, 'x'.repeat(65537), 'b-7'),			// PA413
+    el(owner, dm, null, 'b-8'),					// PA400
+    el(owner, dm, 'x', 'c'.repeat(65)),				// PA400
+    el(stranger, dm, 'hi back', 'b-9'),
+    el(stranger, dm, 'dup of a refused one', 'b-2'),		// its first copy was refused
+  ];
+  const listener = await pg.listen(['parley_message']);
+  let rows;
+  try {
+    rows = (await pg.psql(`SELECT ord, coalesce(seq::text, ''), duplicate, coalesce(error, ''), coalesce(id::text, '')
+        FROM parley.post_messages(${q(JSON.stringify(batch))})`)).split('\n').map((l) => l.split('|'));
+    const got = rows.map(([ord, seq, dup, err]) => `${ord}:${seq}:${dup}:${err}`);
+    assert.deepEqual(got, [
+      '1:2:f:', '2::f:PA403', '3:1:f:', '4:3:f:', '5:2:t:', '6:1:t:', '7::f:PA404', '8::f:PA400',
+      '9::f:PA413', '10::f:PA400', '11::f:PA400', '12:2:f:', '13::f:PA403',
+    ]);
+    assert.equal(rows[4][4], rows[0][4], 'the repeated client_id answers with the first copy\'s id');
+    assert.equal(rows[5][4], storedId, 'the retry of a stored message answers with its id');
+    // One notification per stored message, the same payload as post_message's.
+    const notes = [];
+    for (let i = 0; i < 4; i++)
+      notes.push((await listener.waitFor('parley_message')).payload);
+    const want = [0, 2, 3, 11].map((i) => `{"id":${rows[i][4]},"conversation":"${batch[i].c}","seq":${rows[i][1]}}`);
+    assert.deepEqual(notes.sort(), want.sort());
+    assert.deepEqual(await listener.drain(), [], 'nothing notified for refusals and duplicates');
+  } finally {
+    await listener.close();
+  }
+  assert.equal(await pg.psql(`SELECT string_agg(seq || '=' || body, ',' ORDER BY seq) FROM parley.messages WHERE conversation = 'group:${g}'`),
+    '1=before,2=first,3=second');
+  assert.equal(await pg.psql(`SELECT string_agg(seq || '=' || body, ',' ORDER BY seq) FROM parley.messages WHERE conversation = ${q(dm)}`),
+    '1=hello,2=hi back');
+  assert.equal(await pg.psql(`SELECT last_seq FROM parley.conversations WHERE id = 'group:${g}'`), '3');
+  assert.equal(await pg.psql(`SELECT count(*) FROM parley.post_messages('[]')`), '0');
+  assert.match(await sqlError(`SELECT * FROM parley.post_messages('{}')`), /ERROR:  PA400:/);
+});
+
+test('post_messages: concurrent batches over the same conversations in opposite orders never deadlock and stay gapless', { skip }, async () => {
+  const users = [];
+  for (let i = 0; i < 4; i++)
+    users.push(await createUser(`cross-${i}`));
+  const groups = [];
+  for (let i = 0; i < 3; i++) {
+    const g = Number(await pg.psql(`SELECT parley.create_group('Cross ${i}', 'public')`));
+    for (const u of users)
+      await pg.psql(`SELECT parley.add_member(${g}, ${u})`);
+    groups.push(`group:${g}`);
+  }
+  // Each client posts 20 batches; every batch touches all three
+  // conversations, half of the clients in one order, half in the other.
+  await Promise.all(users.map((u, i) => {
+    const order = i % 2 ? [...groups].reverse() : groups;
+    let sql = '';
+    for (let b = 0; b < 20; b++) {
+      const batch = [];
+      for (const c of order)
+        for (let k = 0; k < 3; k++)
+          batch.push(el(u, c, `from ${i} batch ${b} #${k}`, `x-${i}-${String(b).padStart(2, '0')}-${c}-${k}`));
+      sql += `SELECT count(*) FROM parley.post_messages(${q(JSON.stringify(batch))}) WHERE error IS NULL AND NOT duplicate;\n`;
+    }
+    return pg.psql(sql);
+  }));
+  for (const c of groups) {
+    const seqs = (await pg.psql(`SELECT seq FROM parley.messages WHERE conversation = ${q(c)} ORDER BY seq`)).split('\n').map(Number);
+    assert.deepEqual(seqs, Array.from({ length: 4 * 20 * 3 }, (_, i) => i + 1), `${c}: gapless`);
+    // Within a conversation, each sender's messages keep their order.
+    assert.equal(await pg.psql(`SELECT count(*) FROM (
+        SELECT seq, lag(seq) OVER (PARTITION BY sender_id ORDER BY client_id) AS prev
+          FROM parley.messages WHERE conversation = ${q(c)}) x WHERE seq < prev`), '0', `${c}: sender order`);
+  }
 });
 
 test('history, sync_messages, conversation_list and mark_read', { skip }, async () => {
