@@ -234,6 +234,8 @@ struct load_opts {
 	struct sockaddr_storage	 src[LOAD_MAX_SRC];
 	socklen_t		 srclen[LOAD_MAX_SRC];
 	int			 nsrc;
+	struct sockaddr_storage	 pubsrc;	/* --pub-src: publishers' */
+	socklen_t		 pubsrclen;	/* 0: none */
 	int			 total;		/* connections */
 	int			 nidle, subs, pubs, pairs;
 	int			 nsources;	/* pubs, or pairs (senders) */

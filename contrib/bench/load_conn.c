@@ -292,7 +292,14 @@ load_conn_start(struct load_worker *w, struct load_conn *c, int64_t now)
 	    SOCK_CLOEXEC, 0)) < 0)
 		goto fail;
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (o->nsrc > 0) {
+	if (o->pubsrclen > 0 && o->mode == MODE_FANOUT &&
+	    c->idx < (uint32_t)o->pubs) {
+		(void)setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+		    sizeof(one));
+		if (bind(c->fd, (const struct sockaddr *)&o->pubsrc,
+		    o->pubsrclen) != 0)
+			goto fail;
+	} else if (o->nsrc > 0) {
 		si = (int)(c->idx % (uint32_t)o->nsrc);
 		/* Pick the port at connect() time, per 4-tuple, not per address. */
 		(void)setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,

@@ -51,6 +51,8 @@ pl_usage(FILE *f)
 "  --url URL          ws://HOST:PORT[/PATH]; relay path default /ws\n"
 "  --src A,B,...      bind connection i to source address i mod n (127.0.0.x;\n"
 "                     ~28k connections per address pair)\n"
+"  --pub-src A        fanout: bind the publishers to A instead (a proxy in\n"
+"                     front can send them to another relay than the rest)\n"
 "  --origin ORIGIN    send this Origin header\n"
 "  --raw              idle mode against a raw server (/sub/<channel>)\n"
 "  --channel NAME     raw: channel (default bench)\n"
@@ -260,11 +262,13 @@ main(int argc, char **argv)
 		O_URL = 256, O_SRC, O_ORIGIN, O_RAW, O_CHANNEL, O_SUBP, O_PUBP,
 		O_HTTPPUB, O_KEY, O_SESSIONS, O_TOKENS, O_TTL, O_SUBS, O_PUBS,
 		O_GROUP, O_PAIRS, O_RATE, O_THREADS, O_BACKLOG, O_CRATE,
-		O_PENDING, O_OTIMEOUT, O_WARMUP, O_DURATION, O_DRAIN, O_READY
+		O_PENDING, O_OTIMEOUT, O_WARMUP, O_DURATION, O_DRAIN, O_READY,
+		O_PUBSRC
 	};
 	static const struct option longopts[] = {
 		{ "url", required_argument, NULL, O_URL },
 		{ "src", required_argument, NULL, O_SRC },
+		{ "pub-src", required_argument, NULL, O_PUBSRC },
 		{ "origin", required_argument, NULL, O_ORIGIN },
 		{ "raw", no_argument, NULL, O_RAW },
 		{ "channel", required_argument, NULL, O_CHANNEL },
@@ -371,6 +375,11 @@ main(int argc, char **argv)
 		case O_URL: url = optarg; break;
 		case O_SRC:
 			if (pl_parse_src(&o, optarg, err, sizeof(err)) < 0)
+				goto usage_err;
+			break;
+		case O_PUBSRC:
+			if (load_parse_addr(optarg, 0, &o.pubsrc, &o.pubsrclen,
+			    err, sizeof(err)) < 0)
 				goto usage_err;
 			break;
 		case O_ORIGIN: o.origin = optarg; break;

@@ -60,8 +60,11 @@ dev_wait_file() {
 
 # dev_free_port: print a TCP port on 127.0.0.1 that nothing listens on.
 dev_free_port() {
+	# Below the ephemeral range (32768 and up): a port the kernel gave to an
+	# outgoing connection a moment ago (a proxy's upstream, a load
+	# generator's client) would make the server's bind fail.
 	while :; do
-		_p=$(( (($(od -An -N2 -tu2 /dev/urandom) % 20000)) + 20000 ))
+		_p=$(( (($(od -An -N2 -tu2 /dev/urandom) % 12000)) + 20000 ))
 		(exec 3<>"/dev/tcp/127.0.0.1/$_p") 2>/dev/null || { echo "$_p"; return; }
 	done
 }
