@@ -39,7 +39,9 @@ FUZZ_PROGS = \
 	tests/fuzz/fuzz_form \
 	tests/fuzz/fuzz_origin \
 	tests/fuzz/fuzz_request \
-	tests/fuzz/fuzz_fcgi
+	tests/fuzz/fuzz_fcgi \
+	tests/fuzz/fuzz_relay_frames \
+	tests/fuzz/fuzz_relay_cmd
 check_PROGRAMS += $(FUZZ_PROGS)
 
 # common/
@@ -96,6 +98,19 @@ tests_fuzz_fuzz_fcgi_CFLAGS = $(FUZZ_CFLAGS)
 tests_fuzz_fuzz_fcgi_LDADD = $(TOKEN_LIBS)
 tests_fuzz_fuzz_fcgi_LDFLAGS = $(FUZZ_LDFLAGS_ALL)
 
+# relay/ (librelay.a: everything but relay/main.c)
+tests_fuzz_fuzz_relay_frames_SOURCES = tests/fuzz/fuzz_relay_frames.c \
+	$(FUZZ_SOURCES) tests/fuzz/fuzz_relay.h
+tests_fuzz_fuzz_relay_frames_CFLAGS = $(FUZZ_CFLAGS) -I$(top_srcdir)/relay
+tests_fuzz_fuzz_relay_frames_LDADD = $(RELAY_LIBS)
+tests_fuzz_fuzz_relay_frames_LDFLAGS = $(FUZZ_LDFLAGS_ALL)
+
+tests_fuzz_fuzz_relay_cmd_SOURCES = tests/fuzz/fuzz_relay_cmd.c \
+	$(FUZZ_SOURCES) tests/fuzz/fuzz_relay.h
+tests_fuzz_fuzz_relay_cmd_CFLAGS = $(FUZZ_CFLAGS) -I$(top_srcdir)/relay
+tests_fuzz_fuzz_relay_cmd_LDADD = $(RELAY_LIBS)
+tests_fuzz_fuzz_relay_cmd_LDFLAGS = $(FUZZ_LDFLAGS_ALL)
+
 # Every target over its seed corpus, in every build (TAP, one line each).
 TESTS += tests/fuzz/corpus.sh
 # A bounded real fuzzing run needs clang and about a minute, so plain
@@ -108,7 +123,8 @@ EXTRA_DIST += docs/fuzzing.md \
 	tests/fuzz/util.dict tests/fuzz/jsonutil.dict \
 	tests/fuzz/jwtkey_verify.dict tests/fuzz/jwtkey_claims.dict \
 	tests/fuzz/cfg.dict tests/fuzz/cookie.dict tests/fuzz/form.dict \
-	tests/fuzz/origin.dict tests/fuzz/request.dict tests/fuzz/fcgi.dict
+	tests/fuzz/origin.dict tests/fuzz/request.dict tests/fuzz/fcgi.dict \
+	tests/fuzz/relay_frames.dict tests/fuzz/relay_cmd.dict
 
 # make fuzz [FUZZ_SECONDS=60] [FUZZ_JOBS=1] [FUZZ_TARGETS="util cfg"]: fuzz
 # each target for FUZZ_SECONDS; output and new corpus entries go to

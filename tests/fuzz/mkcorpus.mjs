@@ -668,4 +668,87 @@ dict('fcgi', [
 	'/auth/token', '/auth/session', '/auth/logout', '/auth/jwks.json', 'application/json',
 	`parley_session=${C43}`, 'https://chat.example.com', 'null']);
 
+// ------------------------------------------------------------------ relay
+
+// fuzz_relay_cmd: '\n'-separated commands (PROTOCOL §2) on a connection of
+// user 42.  The relay checks tokens against the real clock, so the refresh
+// token expires in 2100 (the one for user 43 tests the `sub` check).
+const FAR = 4102444800;
+const relayClaims = { ...goodClaims, exp: FAR };
+const cmdCases = {
+	'ping': '{"type":"ping","ref":"r1"}',
+	'private-message': '{"type":"private_message","to":43,"body":"hello","client_id":"c-1","ref":"m1"}',
+	'group-message': '{"type":"group_message","group":7,"body":"hi all","client_id":"c-2"}',
+	'join-leave-group': '{"type":"join_group","group":7,"ref":"j"}\n{"type":"leave_group","group":7,"ref":"l"}',
+	'lists': '{"type":"group_list"}\n{"type":"user_list"}\n{"type":"conversation_list"}',
+	'history': '{"type":"history","conversation":"dm:42:43","before_seq":10,"limit":100}',
+	'history-bad-limit': '{"type":"history","conversation":"group:7","limit":101}',
+	'sync': '{"type":"sync","since":{"dm:42:43":3,"group:7":0},"ref":"s"}',
+	'read-typing': '{"type":"read","conversation":"dm:42:43","seq":2}\n{"type":"typing","conversation":"group:7"}',
+	'refresh': `{"type":"refresh","token":"${token(hs, relayClaims)}","ref":"t"}`,
+	'refresh-other-user': `{"type":"refresh","token":"${token(hs, with_(relayClaims, 'sub', '43'))}"}`,
+	'refresh-garbage': '{"type":"refresh","token":"a.b.c"}',
+	'auth-again': '{"type":"auth","token":"x"}',
+	'unknown-type': '{"type":"shout","ref":"u"}\n{"type":7}',
+	'bad-ref': `{"type":"ping","ref":"${'r'.repeat(65)}"}\n{"type":"ping","ref":1}`,
+	'bad-fields': '{"type":"private_message","to":"43","body":1,"client_id":""}\n' +
+		`{"type":"group_message","group":-1,"body":"x","client_id":"${'c'.repeat(65)}"}\n` +
+		'{"type":"read","conversation":"dm:43:42","seq":-5}\n{"type":"typing","conversation":"group:x"}',
+	'not-json': '{"type":"ping"\n[1,2]\n"ping"\n{"type":"ping","type":"ping"}\n{"a":' + '['.repeat(40) + '}',
+	'unicode': '{"type":"private_message","to":43,"body":"Zoë 😀 \\u202e \\ud83d\\ude00","client_id":"ü"}',
+	'flood': '{"type":"ping"}\n'.repeat(30),
+};
+for (const [name, c] of Object.entries(cmdCases))
+	put('relay_cmd', name, c);
+dict('relay_cmd', ['"type":', '"ref":', '"ping"', '"private_message"', '"group_message"',
+	'"join_group"', '"leave_group"', '"group_list"', '"user_list"', '"conversation_list"',
+	'"history"', '"sync"', '"read"', '"typing"', '"refresh"', '"auth"', '"to":', '"body":',
+	'"client_id":', '"group":', '"conversation":', '"before_seq":', '"limit":', '"since":',
+	'"seq":', '"token":', '"dm:42:43"', '"dm:1:42"', '"group:7"', 'dm:', 'group:',
+	'9223372036854775807', '-1', '1e3', 'null', 'true', '\\u0000', '\\ud800', '\n']);
+
+// fuzz_relay_frames: frames as civetweb hands them over: the FIN/RSV/opcode
+// byte, a 2-byte big-endian length, the payload.
+function frame(bits, payload = '') {
+	const p = Buffer.isBuffer(payload) ? payload : Buffer.from(payload, 'utf8');
+	return Buffer.concat([Buffer.from([bits, p.length >> 8, p.length & 0xff]), p]);
+}
+const frames = (...f) => Buffer.concat(f);
+const closeWith = (code, reason = '') =>
+	Buffer.concat([Buffer.from([code >> 8, code & 0xff]), Buffer.from(reason, 'utf8')]);
+const PING = '{"type":"ping","ref":"p"}';
+const frameCases = {
+	'fragmented': frames(frame(0x01, '{"type":'), frame(0x00, '"pi'), frame(0x80, 'ng"}')),
+	'fragmented-ping-between': frames(frame(0x01, '{"type":'), frame(0x89, 'x'),
+		frame(0x80, '"ping"}')),
+	'fragmented-utf8-split': frames(frame(0x01, Buffer.from('{"type":"private_message","to":43,"client_id":"c","body":"\xc3', 'latin1')),
+		frame(0x80, Buffer.from('\xa9"}', 'latin1'))),
+	'empty-fragments': frames(frame(0x01), ...Array(20).fill(frame(0x00)), frame(0x80, PING)),
+	'continuation-alone': frames(frame(0x80, 'x')),
+	'new-message-inside': frames(frame(0x01, '{'), frame(0x81, PING)),
+	'text-ping-pong': frames(frame(0x81, PING), frame(0x89, 'hello'), frame(0x8a, 'x'),
+		frame(0x89)),
+	'ping-too-long': frames(frame(0x89, 'p'.repeat(126))),
+	'close-normal': frames(frame(0x88, closeWith(1000, 'bye')), frame(0x81, PING)),
+	'close-empty': frames(frame(0x88)),
+	'close-one-byte': frames(frame(0x88, Buffer.from([3]))),
+	'close-bad-code': frames(frame(0x88, closeWith(1005))),
+	'close-app-code': frames(frame(0x88, closeWith(4999, 'app'))),
+	'close-bad-utf8': frames(frame(0x88, Buffer.concat([closeWith(1000), Buffer.from([0xff])]))),
+	'text-bad-utf8': frames(frame(0x81, Buffer.from([0x7b, 0xed, 0xa0, 0x80, 0x7d]))),
+	'binary': frames(frame(0x82, 'x')),
+	'rsv-bits': frames(frame(0xc1, PING)),
+	'reserved-opcodes': frames(frame(0x83), frame(0x8b)),
+	'too-large': frames(frame(0x01, 'a'.repeat(3000)), frame(0x80, 'a'.repeat(1200))),
+	'commands-then-close': frames(frame(0x81, '{"type":"user_list"}'),
+		frame(0x81, '{"type":"history","conversation":"group:7"}'), frame(0x81, '{"type":"nope"}'),
+		frame(0x88, closeWith(1001))),
+};
+for (const [name, c] of Object.entries(frameCases))
+	put('relay_frames', name, c);
+dict('relay_frames', [B(0x81, 0), B(0x01, 0), B(0x00, 0), B(0x80, 0), B(0x82, 0),
+	B(0x88, 0, 2, 3, 0xe8), B(0x88, 0, 0), B(0x89, 0, 0), B(0x8a, 0, 0), B(0xc1, 0), B(0x83, 0),
+	B(0x03, 0xe8), B(0x03, 0xed), B(0x0f, 0xa0), B(0xc3, 0x28), B(0xed, 0xa0, 0x80),
+	B(0xf4, 0x90, 0x80, 0x80), PING, '{"type":"private_message","to":43,"body":"hi","client_id":"c1"}']);
+
 console.log(`mkcorpus: ${written} file(s) written under ${here}`);
